@@ -1,0 +1,180 @@
+"""All configuration, read once from the environment and validated before anything starts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumer.errors import ConfigurationError
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class SecurityProtocol(StrEnum):
+    """Kafka's security protocols, as aiokafka names them."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    """SASL mechanisms aiokafka supports."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER"
+
+
+class HttpTransport(StrEnum):
+    """The transport under the httpx client API."""
+
+    AIOHTTP = "aiohttp"
+    HTTPX = "httpx"
+
+
+class LogFormat(StrEnum):
+    """How log lines are rendered."""
+
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    """The least severe level that is logged."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+def require_safe_url(url: str) -> str:
+    """Refuse a URL that would send credentials in clear text to anything but this machine."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and parts.hostname in LOCAL_HOSTS:
+        return url
+    raise ValueError("must be an https URL (http is allowed only for 127.0.0.1/localhost)")
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; environment variable names are the contract."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_input_topic: str = "idp.role-changes"
+    kafka_audit_topic: str = "cxone.role-sync.audit"
+    kafka_dlq_topic: str = "idp.role-changes.dlq"
+    kafka_group_id: str = "cxone-role-sync"
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    cxone_scim_base_url: str
+    cxone_token_url: str | None = None
+    cxone_issuer_url: str | None = None
+    cxone_client_id: str
+    cxone_client_secret: SecretStr
+    cxone_access_key_id: str | None = None
+    cxone_access_key_secret: SecretStr | None = None
+    cxone_required_scopes: str = ""
+    cxone_http_transport: HttpTransport = HttpTransport.AIOHTTP
+    cxone_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    sync_max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    sync_rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    sync_dry_run: bool = False
+    sync_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    policy_file: Path
+
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.JSON
+
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    tansu_bin: str | None = None
+
+    @field_validator("cxone_scim_base_url")
+    @classmethod
+    def _scim_base_url(cls, value: str) -> str:
+        AnyHttpUrl(value)
+        require_safe_url(value)
+        value = value.rstrip("/")
+        if not value.endswith("/scim/v2"):
+            raise ValueError("must end in /scim/v2")
+        return value
+
+    @field_validator("cxone_token_url", "cxone_issuer_url", "webhook_url")
+    @classmethod
+    def _safe_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        AnyHttpUrl(value)
+        return require_safe_url(value)
+
+    @field_validator("policy_file")
+    @classmethod
+    def _policy_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.cxone_token_url is None and self.cxone_issuer_url is None:
+            raise ValueError("CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required")
+        if (self.cxone_access_key_id is None) != (self.cxone_access_key_secret is None):
+            raise ValueError("CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together")
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
+            raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
+        return self
+
+    @property
+    def uses_password_grant(self) -> bool:
+        """CXone back-end apps authenticate with an access key through the password grant."""
+        return self.cxone_access_key_id is not None
+
+    @property
+    def required_scopes(self) -> frozenset[str]:
+        """The scopes a token must carry, when the token endpoint reports any."""
+        return frozenset(self.cxone_required_scopes.split())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; a bad or missing one raises one line naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first offending setting by its environment variable."""
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    name = location[0].upper() if location else "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        return f"configuration error: {name} is required but not set"
+    if not location:
+        return f"configuration error: {message}"
+    # Never echo the rejected value: it might be a secret.
+    return f"configuration error: {name}: {message}"
