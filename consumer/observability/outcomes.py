@@ -1,0 +1,34 @@
+"""Accounting for one published result: counters, latency, last success, the canonical log line."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from consumer.events import Outcome, SyncResult
+from consumer.observability.metrics import ESCALATION_REJECTIONS, EVENTS, LAST_SUCCESS, LATENCY
+
+log = structlog.get_logger("consumer.sync")
+
+_SUCCESS = frozenset({Outcome.SYNCED, Outcome.UNCHANGED})
+
+
+def record_result(result: SyncResult, *, latency_seconds: float) -> None:
+    """Count a result whose audit event the broker acknowledged, and log its one line."""
+    outcome = result.outcome.value
+    EVENTS.labels(outcome=outcome).inc()
+    LATENCY.labels(outcome=outcome).observe(max(0.0, latency_seconds))
+    if result.escalation and result.outcome is Outcome.REJECTED and result.reason:
+        ESCALATION_REJECTIONS.labels(reason=result.reason).inc()
+    if result.outcome in _SUCCESS:
+        LAST_SUCCESS.set(time.time())
+    log.info(
+        "sync.result",
+        outcome=outcome,
+        reason=result.reason,
+        escalation=result.escalation,
+        attempts=result.attempts,
+        http_status=result.http_status,
+        latency_ms=round(latency_seconds * 1000.0, 3),
+    )

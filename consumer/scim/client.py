@@ -1,0 +1,293 @@
+"""CXone's SCIM API over HTTP: one user read or write per call, and the retried read-modify-write.
+
+Every response is classified once, by `error_for_response`, into the error tree of
+`consumer.errors`; the retry loop asks the error whether it is retriable and never skips.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import stamina
+import structlog
+from httpx_aiohttp import AiohttpTransport
+from pydantic import ValidationError
+from scim2_models import Error
+from stamina.instrumentation import RetryDetails
+
+from consumer.errors import (
+    AuthError,
+    Conflict,
+    InvalidEvent,
+    NetworkError,
+    RateLimited,
+    ScimRejected,
+    ServerError,
+    SyncError,
+    TransientError,
+    UserNotFound,
+)
+from consumer.events import is_valid_user_id
+from consumer.observability.metrics import RETRIES, SCIM_DURATION, SCIM_REQUESTS
+from consumer.scim.circuit import CircuitBreaker
+from consumer.scim.throttle import AdaptiveRateLimiter
+from consumer.settings import HttpTransport
+
+log = structlog.get_logger(__name__)
+
+SCIM_MEDIA_TYPE = "application/scim+json"
+MAX_RETRY_AFTER_SECONDS = 300.0
+_DETAIL_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ScimUser:
+    """A CXone user document exactly as served, with its ETag when the server gave one."""
+
+    document: dict[str, Any]
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts; attempts are unbounded because an event is never skipped."""
+
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 1.0
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a read-modify-write did: the user before, and the bytes written, if any."""
+
+    before: ScimUser
+    payload: bytes | None
+    status: int | None
+    attempts: int
+
+
+Plan = Callable[[ScimUser], Awaitable[bytes | None]]
+"""Given the user as read, the exact PUT body to write, or None to write nothing."""
+
+
+def build_http_client(
+    transport: HttpTransport, *, timeout: float, max_connections: int
+) -> httpx.AsyncClient:
+    """An httpx client over the chosen transport; aiohttp's costs far less CPU per request."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    if transport is HttpTransport.AIOHTTP:
+        return httpx.AsyncClient(
+            transport=AiohttpTransport(limits=limits), timeout=timeout, follow_redirects=False
+        )
+    return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header given in seconds or as an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _scim_error_detail(response: httpx.Response) -> str:
+    try:
+        error = Error.model_validate(response.json())
+    except (ValueError, ValidationError):
+        return f"HTTP {response.status_code}"
+    parts = [str(part) for part in (error.scim_type, error.detail) if part]
+    return (": ".join(parts) or f"HTTP {response.status_code}")[:_DETAIL_LIMIT]
+
+
+def error_for_response(response: httpx.Response, *, now: datetime) -> SyncError | None:
+    """The error a SCIM response stands for, or None when it succeeded."""
+    status = response.status_code
+    if status < 400:
+        return None
+    where = f"{response.request.method} {response.request.url.path}"
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
+        return RateLimited(f"{where}: rate limited", retry_after=retry_after)
+    if status in (401, 403):
+        return AuthError(f"{where}: HTTP {status} after a token refresh", status=status)
+    if status in (409, 412):
+        return Conflict(f"{where}: HTTP {status}, the user changed concurrently", status=status)
+    if status == 408 or status >= 500:
+        return ServerError(f"{where}: HTTP {status}", status=status)
+    detail = _scim_error_detail(response)
+    if status == 404:
+        return UserNotFound(f"{where}: user not found", status=status, detail=detail)
+    return ScimRejected(f"{where}: HTTP {status}", status=status, detail=detail)
+
+
+def retry_backoff(policy: RetryPolicy) -> Callable[[Exception], bool | float]:
+    """The stamina hook: retry what is transient, honour Retry-After, redo conflicts at once."""
+
+    def backoff(error: Exception) -> bool | float:
+        if not isinstance(error, SyncError) or not error.retriable:
+            return False
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return min(error.retry_after, policy.max_retry_after)
+        if isinstance(error, Conflict):
+            return 0.0
+        return True
+
+    return backoff
+
+
+def count_retry(details: RetryDetails) -> None:
+    """stamina on-retry hook: count the retry by reason and say why at INFO."""
+    cause = details.caused_by
+    reason = cause.reason if isinstance(cause, TransientError) else "network"
+    RETRIES.labels(reason=reason).inc()
+    log.info(
+        "scim.retry",
+        reason=reason,
+        retry=details.retry_num,
+        wait_seconds=round(details.wait_for, 3),
+        error=str(cause),
+    )
+
+
+def instrument_retries() -> None:
+    """Route every stamina retry through `count_retry`; called once at start-up."""
+    stamina.instrumentation.set_on_retry_hooks([count_retry])
+
+
+def user_path(user_id: str) -> str:
+    """The URL path of a user, refusing any id that could escape it."""
+    if not is_valid_user_id(user_id):
+        raise InvalidEvent("schema_violation", "user_id is not a valid CXone SCIM id")
+    return f"Users/{quote(user_id, safe='')}"
+
+
+class ScimClient:
+    """CXone's SCIM `/Users` endpoints, rate-limited, circuit-broken and instrumented."""
+
+    def __init__(
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        auth: httpx.Auth | None,
+        limiter: AdaptiveRateLimiter | None = None,
+        circuit: CircuitBreaker | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/") + "/"
+        self._http = http
+        self._auth = auth
+        self._limiter = limiter
+        self._circuit = circuit
+        self._retry = retry or RetryPolicy()
+
+    async def get_user(self, user_id: str) -> ScimUser:
+        """Read one user; a single attempt."""
+        response = await self._send("GET", user_path(user_id))
+        try:
+            document = response.json()
+        except ValueError as error:
+            raise ServerError("GET user: CXone answered with a body that is not JSON") from error
+        if not isinstance(document, dict):
+            raise ServerError("GET user: CXone answered with a body that is not an object")
+        return ScimUser(document=document, etag=response.headers.get("ETag"))
+
+    async def put_user(self, user_id: str, payload: bytes, *, etag: str | None) -> int:
+        """Replace one user with exactly `payload`; a single attempt."""
+        headers = {"Content-Type": SCIM_MEDIA_TYPE}
+        if etag is not None:
+            headers["If-Match"] = etag
+        response = await self._send("PUT", user_path(user_id), content=payload, headers=headers)
+        return response.status_code
+
+    async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
+        """Read, plan and write one user until it succeeds or fails for good; never skips."""
+        user_path(user_id)
+        attempts = 0
+        async for attempt in stamina.retry_context(
+            on=retry_backoff(self._retry),
+            attempts=None,
+            timeout=None,
+            wait_initial=self._retry.wait_initial,
+            wait_max=self._retry.wait_max,
+            wait_jitter=self._retry.wait_jitter,
+        ):
+            with attempt:
+                attempts = attempt.num
+                before = await self.get_user(user_id)
+                payload = await plan(before)
+                if payload is None:
+                    return WriteOutcome(before, None, None, attempts)
+                status = await self.put_user(user_id, payload, etag=before.etag)
+                return WriteOutcome(before, payload, status, attempts)
+        raise AssertionError("unreachable: stamina retries until success or a permanent error")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        if self._circuit is not None:
+            await self._circuit.wait_until_allowed()
+        sent_at = await self._limiter.acquire() if self._limiter is not None else None
+        request_headers = {"Accept": SCIM_MEDIA_TYPE, **(headers or {})}
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                method,
+                self._base_url + path,
+                content=content,
+                headers=request_headers,
+                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as failure:
+            self._observe(method, "error", started)
+            if self._circuit is not None:
+                self._circuit.record_failure()
+            raise NetworkError(f"{method} {path}: {type(failure).__name__}") from failure
+        self._observe(method, str(response.status_code), started)
+        error = error_for_response(response, now=datetime.now(UTC))
+        self._feedback(error, sent_at)
+        if error is not None:
+            raise error
+        return response
+
+    @staticmethod
+    def _observe(method: str, status: str, started: float) -> None:
+        SCIM_REQUESTS.labels(method=method, status=status).inc()
+        SCIM_DURATION.labels(method=method).observe(time.perf_counter() - started)
+
+    def _feedback(self, error: SyncError | None, sent_at: float | None) -> None:
+        if self._limiter is not None:
+            if isinstance(error, RateLimited):
+                self._limiter.on_throttled(error.retry_after, sent_at=sent_at)
+            elif error is None:
+                self._limiter.on_success()
+        if self._circuit is not None:
+            # A 429 or a conflict is an answer from a healthy service, not an outage.
+            if isinstance(error, ServerError | AuthError):
+                self._circuit.record_failure()
+            else:
+                self._circuit.record_success()

@@ -1,0 +1,308 @@
+"""The Kafka side of the service: fetch, dispatch by user, publish results, commit what is done.
+
+The fetch loop is the only code that touches the consumer's assignment and pauses; workers never
+block it, so the poll interval stays short however slow CXone is. A record's offset is committed
+only after its audit event (and DLQ copy) was acknowledged, and every earlier record of its
+partition was too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import stamina
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumer.errors import InvalidEvent
+from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult, parse_event
+from consumer.observability.outcomes import record_result
+from consumer.stream.dispatcher import KeyedDispatcher
+from consumer.stream.offsets import OffsetTracker
+from consumer.stream.publisher import AuditPublisher, DeadLetter
+from consumer.sync import Synchronizer
+
+log = structlog.get_logger(__name__)
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class FlowLimits:
+    """Bounds on fetched-but-unfinished records; past them, partitions are paused."""
+
+    per_partition: int = 2_000
+    total: int = 10_000
+    commit_interval: float = 1.0
+    revoke_grace: float = 10.0
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One fetched record on its way to a result."""
+
+    tp: TopicPartition
+    offset: int
+    epoch: int
+    key: bytes | None
+    value: bytes | None = field(repr=False)
+    received_at: float
+    event: RoleChangeEvent | None
+    invalid: InvalidEvent | None
+
+    @property
+    def source(self) -> SourcePosition:
+        """Where the record was read."""
+        return SourcePosition(topic=self.tp.topic, partition=self.tp.partition, offset=self.offset)
+
+    @property
+    def dispatch_key(self) -> str:
+        """Per-user key; an unreadable record gets a key of its own (user ids never hold '/')."""
+        if self.event is not None:
+            return self.event.user_id
+        return f"invalid/{self.tp.partition}/{self.offset}"
+
+
+def read_record(record: ConsumerRecord[bytes, bytes], *, epoch: int, now: float) -> WorkItem:
+    """Decode a record into a work item; a bad one carries the reason instead of an event."""
+    tp = TopicPartition(record.topic, record.partition)
+    event: RoleChangeEvent | None = None
+    invalid: InvalidEvent | None = None
+    try:
+        event = parse_event(record.value)
+        if record.key is not None and record.key != event.user_id.encode():
+            raise InvalidEvent("schema_violation", "record key does not equal data.user_id")
+    except InvalidEvent as error:
+        event, invalid = None, error
+    return WorkItem(tp, record.offset, epoch, record.key, record.value, now, event, invalid)
+
+
+class StreamConsumer:
+    """Runs the consumer group member: fetch, dispatch, publish, commit, rebalance, pause."""
+
+    def __init__(
+        self,
+        kafka: AIOKafkaConsumer,
+        synchronizer: Synchronizer,
+        publisher: AuditPublisher,
+        *,
+        max_concurrency: int,
+        limits: FlowLimits | None = None,
+        mode: Mode = Mode.LIVE,
+        hold_reason: Callable[[], str | None] = lambda: None,
+        on_inflight_change: Callable[[int], None] | None = None,
+        on_assignment_change: Callable[[frozenset[TopicPartition]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kafka = kafka
+        self._sync = synchronizer
+        self._publisher = publisher
+        self._limits = limits or FlowLimits()
+        self._mode = mode
+        self._hold_reason = hold_reason
+        self._on_assignment_change = on_assignment_change
+        self._clock = clock
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._dispatcher: KeyedDispatcher[WorkItem] = KeyedDispatcher(
+            self._handle,
+            self._supersede,
+            max_concurrency,
+            on_inflight_change=on_inflight_change,
+        )
+        self._paused: set[TopicPartition] = set()
+        self._held: str | None = None
+        self.committed: dict[TopicPartition, int] = {}
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        """The listener to pass to `subscribe`; it shares no lock with the fetch loop."""
+        return _RebalanceListener(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and dispatch until `stop` is set, then finish in-flight work and commit."""
+        last_commit = self._clock()
+        try:
+            while not stop.is_set():
+                self._apply_pauses()
+                batch = await self._kafka.getmany(timeout_ms=200, max_records=500)
+                now = self._clock()
+                for records in batch.values():
+                    for record in records:
+                        self._accept(record, now)
+                if now - last_commit >= self._limits.commit_interval:
+                    await self._commit()
+                    last_commit = now
+        finally:
+            await self._shutdown()
+
+    def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        epoch = self._tracker.track(tp, record.offset)
+        item = read_record(record, epoch=epoch, now=now)
+        self._dispatcher.submit(item.dispatch_key, item)
+
+    def _apply_pauses(self) -> None:
+        """Pause what is over its limits or held by the circuit or the guard; resume the rest."""
+        assignment = self._kafka.assignment()
+        held = self._hold_reason()
+        if held != self._held:
+            log.warning("stream.hold", reason=held) if held else log.info("stream.release")
+            self._held = held
+            if held:
+                self._dispatcher.pause()
+            else:
+                self._dispatcher.resume()
+        over_total = self._tracker.total_pending() >= self._limits.total
+        wanted = {
+            tp
+            for tp in assignment
+            if held or over_total or self._tracker.pending(tp) >= self._limits.per_partition
+        }
+        if to_pause := wanted - self._paused:
+            self._kafka.pause(*to_pause)
+        if to_resume := (self._paused - wanted) & assignment:
+            self._kafka.resume(*to_resume)
+        self._paused = wanted
+
+    async def _handle(self, item: WorkItem) -> None:
+        """Produce, publish and account for the result of one record."""
+        with structlog.contextvars.bound_contextvars(
+            topic=item.tp.topic,
+            partition=item.tp.partition,
+            offset=item.offset,
+            event_id=item.event.id if item.event else None,
+            user_id=item.event.user_id if item.event else None,
+        ):
+            if item.event is None:
+                assert item.invalid is not None
+                result = await self._dead_letter(item, item.invalid)
+            else:
+                result = await self._sync.apply(
+                    item.event, source=item.source, received_at=item.received_at, mode=self._mode
+                )
+            await self._publish(item, result)
+
+    async def _supersede(self, older: WorkItem, newer: WorkItem) -> None:
+        """Audit an event that a newer one of the same user made moot."""
+        assert older.event is not None
+        assert newer.event is not None
+        result = SyncResult(
+            event_id=older.event.id,
+            user_id=older.event.user_id,
+            outcome=Outcome.SUPERSEDED,
+            detail=f"superseded_by={newer.event.id}",
+            source=older.source,
+            mode=self._mode,
+            latency_ms=round((self._clock() - older.received_at) * 1000.0, 3),
+            processed_at=_utcnow(),
+        )
+        await self._publish(older, result)
+
+    async def _dead_letter(self, item: WorkItem, error: InvalidEvent) -> SyncResult:
+        letter = DeadLetter(
+            topic=item.tp.topic,
+            partition=item.tp.partition,
+            offset=item.offset,
+            key=item.key,
+            value=item.value,
+            reason=error.reason,
+            detail=error.detail,
+        )
+        await _until_acknowledged(self._publisher.publish_dead_letter, letter)
+        user_id = item.key.decode(errors="replace") if item.key else None
+        return SyncResult(
+            event_id=None,
+            user_id=user_id,
+            outcome=Outcome.INVALID,
+            reason=error.reason,
+            detail=error.detail,
+            source=item.source,
+            mode=self._mode,
+            latency_ms=round((self._clock() - item.received_at) * 1000.0, 3),
+            processed_at=_utcnow(),
+        )
+
+    async def _publish(self, item: WorkItem, result: SyncResult) -> None:
+        await _until_acknowledged(self._publisher.publish_result, result)
+        record_result(result, latency_seconds=self._clock() - item.received_at)
+        self._tracker.finish(item.tp, item.offset, item.epoch)
+
+    async def _commit(self, only: Iterable[TopicPartition] | None = None) -> None:
+        """Commit the finished prefix of each partition (offset + 1 of the last finished)."""
+        offsets = self._tracker.committable()
+        if only is not None:
+            keep = set(only)
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in keep}
+        if not offsets:
+            return
+        try:
+            await self._kafka.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # The group moved on; the next owner re-reads from the last commit (at-least-once).
+            log.warning("stream.commit_failed", error=type(error).__name__)
+            return
+        self._tracker.mark_committed(offsets)
+        self.committed.update(offsets)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Stop work on revoked partitions, let in-flight finish (bounded), commit, forget."""
+        if not revoked:
+            return
+        dropped = self._dispatcher.discard(lambda item: item.tp in revoked)
+        settled = await self._dispatcher.wait_for(
+            lambda item: item.tp in revoked, self._limits.revoke_grace
+        )
+        await self._commit(only=revoked)
+        for tp in revoked:
+            self._tracker.forget(tp)
+        self._paused -= revoked
+        log.info(
+            "stream.revoked",
+            partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked),
+            dropped=len(dropped),
+            settled=settled,
+        )
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Note a new assignment; fetching starts from the committed offsets."""
+        log.info(
+            "stream.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
+        )
+        if self._on_assignment_change is not None:
+            self._on_assignment_change(frozenset(self._kafka.assignment()))
+
+    async def _shutdown(self) -> None:
+        """Finish or bound in-flight work, then commit what is finished."""
+        abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
+        await self._commit()
+        log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: StreamConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.on_assigned(set(assigned))
+
+
+async def _until_acknowledged(send: Callable[[P], Awaitable[None]], payload: P) -> None:
+    """Publish until the broker acknowledges: a result is never dropped, only delayed."""
+    async for attempt in stamina.retry_context(
+        on=KafkaError, attempts=None, timeout=None, wait_initial=0.2, wait_max=10.0
+    ):
+        with attempt:
+            await send(payload)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
