@@ -1,0 +1,138 @@
+"""The simulator's admin API under `/_sim/`, so another process can seed users and cause trouble.
+
+It has no authentication: the simulator listens on 127.0.0.1 only.
+
+    POST   /_sim/users            a SCIM user with its id: store it        -> 201 the user
+    GET    /_sim/users/{id}       the user as stored                       -> 200 / 404
+    GET    /_sim/requests         the request log                          -> 200 [records]
+    DELETE /_sim/requests         forget the log                           -> 204
+    POST   /_sim/faults           {latency_ms, jitter_ms, script, probability, kind,
+                                   include_token_endpoint}                 -> 204
+    DELETE /_sim/faults           remove latency, faults and the outage    -> 204
+    POST   /_sim/outage           {"on": bool}                             -> 204
+    POST   /_sim/rate-limit       {per_minute, burst, retry_after}         -> 204
+    DELETE /_sim/rate-limit       stop throttling                          -> 204
+    POST   /_sim/etags            {"on": bool}                             -> 204
+    POST   /_sim/revoke           invalidate every token                   -> 204
+    GET    /_sim/stats            {token_requests, requests}               -> 200
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from consumer.sandbox.asgi import Receive, Scope, Send, read_body, send_json
+from consumer.sandbox.faults import Fault
+from consumer.sandbox.throttle import RetryAfterStyle
+from consumer.scim.nice import CxoneUser
+
+if TYPE_CHECKING:
+    from consumer.sandbox.simulator import CxoneSimulator
+
+
+# A fault is written as a status code (503) or a word ("reset").
+FaultField = Annotated[Fault, BeforeValidator(Fault.parse)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FaultsInput(_Input):
+    """The body of `POST /_sim/faults`; fields left out keep their current setting."""
+
+    latency_ms: float | None = Field(default=None, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    script: list[FaultField] = []
+    probability: float | None = Field(default=None, ge=0, le=1)
+    kind: FaultField = Fault.SERVER_ERROR
+    include_token_endpoint: bool | None = None
+
+
+class SwitchInput(_Input):
+    """The body of an on/off switch."""
+
+    on: bool
+
+
+class RateLimitInput(_Input):
+    """The body of `POST /_sim/rate-limit`."""
+
+    per_minute: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+    retry_after: RetryAfterStyle = RetryAfterStyle.SECONDS
+
+
+class SimulatorAdmin:
+    """The ASGI app of `/_sim/`, a thin layer over the simulator's own methods."""
+
+    def __init__(self, simulator: CxoneSimulator) -> None:
+        self.simulator = simulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one admin request."""
+        method: str = scope["method"]
+        parts = scope["path"].removeprefix("/_sim/").strip("/").split("/")
+        body = await read_body(receive)
+        try:
+            status, answer = self._route(method, parts, body)
+        except (ValidationError, ValueError) as error:
+            # ValidationError is a ValueError; its text names the offending field.
+            status, answer = 400, {"error": str(error)}
+        if status == 204:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send_json(send, status, answer)
+
+    def _route(self, method: str, parts: list[str], body: bytes) -> tuple[int, Any]:
+        simulator = self.simulator
+        match method, parts:
+            case "POST", ["users"]:
+                user = CxoneUser.model_validate(json.loads(body))
+                return 201, simulator.store_user(user)
+            case "GET", ["users", user_id]:
+                try:
+                    return 200, simulator.get_user(user_id)
+                except KeyError:
+                    return 404, {"error": f"no user {user_id!r}"}
+            case "GET", ["requests"]:
+                return 200, [record.as_json() for record in simulator.requests]
+            case "DELETE", ["requests"]:
+                simulator.log.clear()
+            case "POST", ["faults"]:
+                self._set_faults(FaultsInput.model_validate_json(body))
+            case "DELETE", ["faults"]:
+                simulator.clear_faults()
+            case "POST", ["outage"]:
+                simulator.set_outage(SwitchInput.model_validate_json(body).on)
+            case "POST", ["rate-limit"]:
+                limit = RateLimitInput.model_validate_json(body)
+                simulator.set_rate_limit(
+                    limit.per_minute, burst=limit.burst, retry_after=limit.retry_after
+                )
+            case "DELETE", ["rate-limit"]:
+                simulator.clear_rate_limit()
+            case "POST", ["etags"]:
+                simulator.etags = SwitchInput.model_validate_json(body).on
+            case "POST", ["revoke"]:
+                simulator.revoke_tokens()
+            case "GET", ["stats"]:
+                stats = {"token_requests": simulator.token_requests}
+                return 200, stats | {"requests": len(simulator.requests)}
+            case _:
+                return 404, {"error": f"no admin route {method} /_sim/{'/'.join(parts)}"}
+        return 204, None
+
+    def _set_faults(self, faults: FaultsInput) -> None:
+        simulator = self.simulator
+        if faults.latency_ms is not None:
+            simulator.set_latency(faults.latency_ms / 1000, jitter_seconds=faults.jitter_ms / 1000)
+        if faults.probability is not None:
+            simulator.set_fault_probability(faults.probability, faults.kind)
+        if faults.include_token_endpoint is not None:
+            simulator.faults.include_token_endpoint = faults.include_token_endpoint
+        simulator.script_faults(*faults.script)

@@ -1,0 +1,376 @@
+"""The CXone simulator: its state, the knobs tests turn, and the ASGI app that serves them.
+
+Routes: `/.well-known/openid-configuration`, `POST /auth/token`, `/scim/v2/...` (scim2-server)
+and the admin API under `/_sim/` (see `admin.py`). Latency, faults, the outage and the rate
+limit apply to SCIM requests, and to token requests when `faults.include_token_endpoint`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from scim2_models import Email, Error, Name, NotFoundException, PhoneNumber, Role
+
+from consumer.sandbox.admin import SimulatorAdmin
+from consumer.sandbox.asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    abort_connection,
+    header,
+    origin,
+    read_body,
+    replay,
+    send_json,
+)
+from consumer.sandbox.faults import Fault, FaultPlan
+from consumer.sandbox.request_log import RequestLog, RequestRecord
+from consumer.sandbox.scim_app import CxoneScimApplication
+from consumer.sandbox.throttle import RetryAfterStyle, TokenBucket, retry_after_value
+from consumer.sandbox.tokens import Credentials, TokenIssuer, TokenRefused
+from consumer.scim.nice import CxoneUser, NiceUser
+
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+SCIM_PREFIX = "/scim"
+ADMIN_PREFIX = "/_sim/"
+SCIM_MEDIA_TYPE = "application/scim+json"
+
+SeedRole = tuple[str, str | None, bool]
+"""A role to seed: (value, display, primary)."""
+
+
+class CxoneSimulator:
+    """An in-memory CXone: OAuth tokens, SCIM users, and trouble on demand.
+
+    Drive it in-process through its methods, or from another process through `/_sim/`.
+    `clock` (monotonic seconds) rules token expiry and the rate limit.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        etags: bool = False,
+        token_lifetime_seconds: int = 3600,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.tokens = TokenIssuer(credentials, lifetime_seconds=token_lifetime_seconds, clock=clock)
+        self.scim = CxoneScimApplication(self.tokens, etags=etags)
+        self.faults = FaultPlan(rng=rng)
+        self.log = RequestLog()
+        self.rate_limit: TokenBucket | None = None
+        self.retry_after_style = RetryAfterStyle.SECONDS
+        # What a scripted or random 429 asks the client to wait.
+        self.fault_retry_after_seconds = 1.0
+        # A "timeout" fault holds the request this long unless the client gives up first.
+        self.hold_seconds = 60.0
+        self._clock = clock
+        self._admin = SimulatorAdmin(self)
+        self._released = asyncio.Event()
+
+    # Users
+
+    def seed_user(
+        self,
+        user_id: str,
+        user_name: str,
+        *,
+        given_name: str | None = None,
+        family_name: str | None = None,
+        emails: Sequence[str] = (),
+        phone_numbers: Sequence[str] = (),
+        title: str | None = None,
+        team: str | None = None,
+        login_authenticator: str | None = None,
+        roles: Iterable[SeedRole] = (),
+        active: bool = True,
+    ) -> dict[str, Any]:
+        """Store a full CXone user under `user_id` and return it as stored."""
+        user = CxoneUser(
+            id=user_id,
+            user_name=user_name,
+            name=Name(given_name=given_name, family_name=family_name),
+            title=title,
+            active=active,
+            emails=[
+                Email(value=address, type=Email.Type.work, primary=index == 0)
+                for index, address in enumerate(emails)
+            ]
+            or None,
+            phone_numbers=[
+                PhoneNumber(value=number, type=PhoneNumber.Type.work, primary=index == 0)
+                for index, number in enumerate(phone_numbers)
+            ]
+            or None,
+            roles=[
+                Role(value=value, display=display, primary=primary)
+                for value, display, primary in roles
+            ]
+            or None,
+        )
+        user[NiceUser] = NiceUser(team=team, login_authenticator=login_authenticator)
+        return self.store_user(user)
+
+    def store_user(self, user: CxoneUser) -> dict[str, Any]:
+        """Store a user under its own id, replacing any user of that id; return it as stored."""
+        if not user.id:
+            raise ValueError("a seeded user needs an id")
+        self.scim.store_user(user)
+        return self.get_user(user.id)
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        """Return a stored user as SCIM JSON; raises `KeyError` when there is none."""
+        try:
+            user = self.scim.load_user(user_id)
+        except NotFoundException:
+            raise KeyError(user_id) from None
+        return user.model_dump()
+
+    # Knobs
+
+    @property
+    def etags(self) -> bool:
+        """Whether users are versioned: GET answers `ETag`, a stale `If-Match` gets 412."""
+        return self.scim.cxone_service.etags
+
+    @etags.setter
+    def etags(self, on: bool) -> None:
+        self.scim.cxone_service.etags = on
+
+    @property
+    def token_lifetime_seconds(self) -> int:
+        """The `expires_in` of tokens issued from now on."""
+        return self.tokens.lifetime_seconds
+
+    @token_lifetime_seconds.setter
+    def token_lifetime_seconds(self, seconds: int) -> None:
+        self.tokens.lifetime_seconds = seconds
+
+    @property
+    def token_requests(self) -> int:
+        """How many requests the token endpoint received, refused ones included."""
+        return self.tokens.token_requests
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request received so far, admin requests excepted, oldest first."""
+        return self.log.records
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every issued token: the next SCIM request with one gets 401."""
+        self.tokens.revoke_all()
+
+    def set_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None:
+        """Delay every affected request by `seconds` plus up to `jitter_seconds`."""
+        self.faults.set_latency(seconds, jitter_seconds=jitter_seconds)
+
+    def script_faults(self, *faults: Fault | int | str) -> None:
+        """Fail the next requests, one fault each: 500, 503, 429, "reset", "timeout"..."""
+        self.faults.script(faults)
+
+    def set_fault_probability(self, probability: float, kind: Fault | int | str = 500) -> None:
+        """Fail each unscripted request with `probability`, with the fault `kind`."""
+        self.faults.set_probability(
+            probability, kind if isinstance(kind, Fault) else Fault.parse(kind)
+        )
+
+    def set_outage(self, on: bool) -> None:
+        """Answer every affected request with 503 until switched off."""
+        self.faults.outage = on
+
+    def clear_faults(self) -> None:
+        """Remove latency, scripted and random faults, and the outage."""
+        self.faults.clear()
+
+    def set_rate_limit(
+        self,
+        per_minute: float,
+        *,
+        burst: int = 1,
+        retry_after: RetryAfterStyle | str = RetryAfterStyle.SECONDS,
+    ) -> None:
+        """Throttle SCIM requests with a token bucket; excess requests get 429 + `Retry-After`."""
+        self.rate_limit = TokenBucket(per_minute, burst, clock=self._clock)
+        self.retry_after_style = RetryAfterStyle(retry_after)
+
+    def clear_rate_limit(self) -> None:
+        """Stop throttling."""
+        self.rate_limit = None
+
+    def release_held_requests(self) -> None:
+        """Drop the connections of requests held by latency or a "timeout" fault, for shutdown."""
+        self._released.set()
+
+    def resume_holding(self) -> None:
+        """Hold requests again after `release_held_requests`; a server calls it as it starts."""
+        self._released = asyncio.Event()
+
+    # ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request."""
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith(ADMIN_PREFIX):
+            await self._admin(scope, receive, send)
+            return
+        body = await read_body(receive)
+        record = self.log.open(
+            RequestRecord(
+                method=scope["method"],
+                path=path,
+                query=scope.get("query_string", b"").decode("latin-1"),
+                # The token request body holds secrets; it is never kept.
+                body=b"" if path == TOKEN_PATH else body,
+                if_match=header(scope, "if-match"),
+            )
+        )
+        raw_send, send = send, _recording(send, record)
+        try:
+            if path == DISCOVERY_PATH:
+                await self._serve_discovery(scope, send)
+            elif path == TOKEN_PATH:
+                answered = self.faults.include_token_endpoint and await self._misbehave(
+                    record, send, raw_send, receive, scim=False
+                )
+                if not answered:
+                    await self._serve_token(scope, body, send)
+            elif path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/"):
+                if not await self._misbehave(record, send, raw_send, receive, scim=True):
+                    await self._serve_scim(scope, body, send)
+            else:
+                await send_json(send, 404, {"error": "not_found"})
+        finally:
+            record.finished = True
+
+    async def _serve_discovery(self, scope: Scope, send: Send) -> None:
+        if scope["method"] != "GET":
+            await send_json(send, 405, {"error": "method_not_allowed"}, headers={"allow": "GET"})
+            return
+        issuer = origin(scope)
+        await send_json(
+            send,
+            200,
+            {
+                "issuer": issuer,
+                "token_endpoint": issuer + TOKEN_PATH,
+                "grant_types_supported": ["client_credentials", "password"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+                "response_types_supported": ["token"],
+            },
+        )
+
+    async def _serve_token(self, scope: Scope, body: bytes, send: Send) -> None:
+        no_store = {"cache-control": "no-store", "pragma": "no-cache"}
+        if scope["method"] != "POST":
+            await send_json(send, 405, {"error": "method_not_allowed"}, headers={"allow": "POST"})
+            return
+        content_type = (header(scope, "content-type") or "").partition(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            refusal = TokenRefused(400, "invalid_request", "the body must be form-encoded")
+            await send_json(send, refusal.status, refusal.as_json(), headers=no_store)
+            return
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        try:
+            token = self.tokens.issue(form, header(scope, "authorization"))
+        except TokenRefused as refusal:
+            headers = dict(no_store)
+            if refusal.status == 401:
+                headers["www-authenticate"] = 'Basic realm="cxone"'
+            await send_json(send, refusal.status, refusal.as_json(), headers=headers)
+            return
+        await send_json(send, 200, token.as_json(), headers=no_store)
+
+    async def _serve_scim(self, scope: Scope, body: bytes, send: Send) -> None:
+        wait = self.rate_limit.take() if self.rate_limit is not None else 0.0
+        if wait > 0:
+            await _send_error(
+                send,
+                429,
+                "too many requests",
+                scim=True,
+                headers={"retry-after": retry_after_value(wait, self.retry_after_style)},
+            )
+            return
+        inner = dict(scope, root_path=scope.get("root_path", "") + SCIM_PREFIX)
+        await self.scim(inner, replay(body), send)
+
+    async def _misbehave(
+        self, record: RequestRecord, send: Send, raw_send: Send, receive: Receive, *, scim: bool
+    ) -> bool:
+        """Apply latency and any planned fault; return True when the request got its answer.
+
+        `raw_send` is the server's own `send`, through which a connection can be reset.
+        """
+        delay = self.faults.delay()
+        if delay > 0 and not await self._hold(receive, delay):
+            record.fault = "client_gone"
+            return True
+        fault = self.faults.next_fault()
+        if fault is None:
+            return False
+        record.fault = fault.value
+        if fault is Fault.RESET:
+            await abort_connection(raw_send, receive)
+        elif fault is Fault.TIMEOUT:
+            if await self._hold(receive, self.hold_seconds):
+                await abort_connection(raw_send, receive)
+        else:
+            status = fault.status
+            assert status is not None
+            headers = {}
+            if status == 429:
+                headers["retry-after"] = retry_after_value(
+                    self.fault_retry_after_seconds, self.retry_after_style
+                )
+            detail = f"injected fault {fault.value}"
+            await _send_error(send, status, detail, scim=scim, headers=headers)
+        return True
+
+    async def _hold(self, receive: Receive, seconds: float) -> bool:
+        """Wait `seconds`; return False early if the client hangs up, True otherwise."""
+        gone = asyncio.ensure_future(receive())
+        released = asyncio.ensure_future(self._released.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {gone, released}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+            released.cancel()
+        return gone not in done
+
+
+def _recording(send: Send, record: RequestRecord) -> Send:
+    """Wrap `send` so the record learns the status answered."""
+
+    async def recorded(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = int(message["status"])
+        await send(message)
+
+    return recorded
+
+
+async def _send_error(
+    send: Send, status: int, detail: str, *, scim: bool, headers: dict[str, str]
+) -> None:
+    """Answer an error as SCIM does on SCIM paths, and as OAuth does on the token endpoint."""
+    if scim:
+        body: Any = Error(status=status, detail=detail).model_dump()
+        await send_json(send, status, body, headers=headers, content_type=SCIM_MEDIA_TYPE)
+    else:
+        body = {"error": "temporarily_unavailable", "error_description": detail}
+        await send_json(send, status, body, headers=headers)
