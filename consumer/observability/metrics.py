@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from consumer import __version__
+from consumer.events import Outcome
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Memory, CPU and open files of the process, beside the service's own metrics.
+ProcessCollector(registry=REGISTRY)
 
 # SCIM writes take milliseconds when CXone is healthy and up to a minute when it throttles.
 LATENCY_BUCKETS = (
@@ -23,6 +29,11 @@ LATENCY_BUCKETS = (
     30.0,
     60.0,
 )
+
+# The known values of the reason labels: codes, never messages or user ids.
+RETRY_REASONS = frozenset({"rate_limited", "server_error", "network", "auth", "conflict"})
+ESCALATION_REASONS = frozenset({"unknown_role", "approval_required"})
+DLQ_REASONS = frozenset({"invalid_json", "schema_violation"})
 
 EVENTS = Counter(
     "cxone_sync_events",
@@ -81,7 +92,7 @@ DLQ = Counter(
 )
 LAST_SUCCESS = Gauge(
     "cxone_sync_last_success_timestamp_seconds",
-    "Unix time of the last event that ended synced or unchanged.",
+    "Unix time of the last event that ended synced or unchanged (process start until then).",
     registry=REGISTRY,
 )
 CIRCUIT_OPEN = Gauge(
@@ -105,3 +116,23 @@ WEBHOOK_FAILURES = Counter(
     "Webhook notifications dropped after their retries ran out or the queue was full.",
     registry=REGISTRY,
 )
+
+
+def _initialise() -> None:
+    # A labelled series that does not exist yet is invisible to rate() and increase(): the first
+    # DLQ record or rejection would never alert. Every known label value therefore starts at 0.
+    for outcome in Outcome:
+        EVENTS.labels(outcome=outcome.value)
+        LATENCY.labels(outcome=outcome.value)
+    for reason in RETRY_REASONS:
+        RETRIES.labels(reason=reason)
+    for reason in ESCALATION_REASONS:
+        ESCALATION_REJECTIONS.labels(reason=reason)
+    for reason in DLQ_REASONS:
+        DLQ.labels(reason=reason)
+    BUILD_INFO.labels(version=__version__).set(1)
+    # "No success for 15 minutes" counts from start-up until the first success.
+    LAST_SUCCESS.set_to_current_time()
+
+
+_initialise()

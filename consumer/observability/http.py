@@ -1,0 +1,171 @@
+"""The small HTTP server beside the consumer: /metrics, /healthz, /readyz and the guard release."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from consumer.observability.metrics import CIRCUIT_OPEN, GUARD_TRIPPED, REGISTRY
+
+log = structlog.get_logger(__name__)
+
+# Prometheus scrapes from another host or container, so all interfaces by default.
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104
+
+GuardRelease = Callable[[], bool] | Callable[[], Awaitable[bool]]
+
+
+class HealthState:
+    """What the consumer reports about itself; the circuit and guard flags mirror into gauges."""
+
+    def __init__(self) -> None:
+        self.joined = False
+        self._circuit_open = False
+        self._guard_tripped = False
+        # When set, the guard itself answers `guard_tripped` and the stored flag is ignored.
+        self.guard_tripped_probe: Callable[[], bool] | None = None
+        CIRCUIT_OPEN.set(0)
+        GUARD_TRIPPED.set(0)
+
+    @property
+    def circuit_open(self) -> bool:
+        """Whether the circuit breaker is keeping new work away from CXone."""
+        return self._circuit_open
+
+    @circuit_open.setter
+    def circuit_open(self, value: bool) -> None:
+        self._circuit_open = value
+        CIRCUIT_OPEN.set(int(value))
+
+    @property
+    def guard_tripped(self) -> bool:
+        """Whether the mass-revocation guard is holding revocations back."""
+        if self.guard_tripped_probe is not None:
+            return self.guard_tripped_probe()
+        return self._guard_tripped
+
+    @guard_tripped.setter
+    def guard_tripped(self, value: bool) -> None:
+        self._guard_tripped = value
+        GUARD_TRIPPED.set(int(value))
+
+    def not_ready_reason(self) -> str | None:
+        """Why the consumer should get no traffic right now, or None when it is ready."""
+        if not self.joined:
+            return "not_joined"
+        if self.circuit_open:
+            return "circuit_open"
+        return None
+
+
+class HealthServer:
+    """Serves the consumer's metrics, liveness, readiness and guard release on one port."""
+
+    def __init__(
+        self,
+        state: HealthState,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 9400,
+        release_guard: GuardRelease | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.state = state
+        self.host = host
+        self._requested_port = port
+        self._release_guard = release_guard
+        self._registry = registry
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    def application(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_post("/guard/release", self._guard_release)
+        return app
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when 0 asked the system to choose)."""
+        if self._port is None:
+            raise RuntimeError("the health server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The base URL of the running server."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind the port and start serving."""
+        # One access line per scrape every few seconds would drown the event lines.
+        runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("health.listening", host=self.host, port=self._port)
+
+    async def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> HealthServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        response = web.Response(body=encoder(self._registry))
+        # Set whole: the header carries parameters (version, charset) aiohttp would split.
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        # Answering at all proves the process and its event loop are alive.
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        reason = self.state.not_ready_reason()
+        if reason is not None:
+            body = {"ready": False, "reason": reason, "guard_tripped": self.state.guard_tripped}
+            return web.json_response(body, status=503)
+        return web.json_response({"ready": True, "guard_tripped": self.state.guard_tripped})
+
+    async def _guard_release(self, request: web.Request) -> web.Response:
+        if self._release_guard is None:
+            return web.json_response(
+                {"released": False, "reason": "guard_not_configured"}, status=409
+            )
+        outcome = self._release_guard()
+        released = await outcome if inspect.isawaitable(outcome) else outcome
+        if not released:
+            return web.json_response({"released": False, "reason": "not_tripped"}, status=409)
+        # Releasing lets held revocations through: keep a trace of who asked.
+        log.warning("guard.released", remote=request.remote)
+        return web.json_response({"released": True})
