@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +90,41 @@ def run(
         run_until_signalled(lambda stop: run_service(settings, stop))
     except ConfigurationError as error:
         raise _fail(str(error)) from None
+
+
+@app.command()
+def replay(
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Replay the whole topic.")
+    ] = False,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Replay records from this time on, e.g. 2026-11-01T00:00:00Z."),
+    ] = None,
+    offsets: Annotated[
+        str | None, typer.Option(help="Replay from these offsets: PARTITION:OFFSET,...")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the diff only; write and publish nothing.")
+    ] = False,
+) -> None:
+    """Re-apply a range of the input topic to resync CXone."""
+    from consumer.replay import ReplayRange, parse_offsets, summary_lines
+    from consumer.replay import replay as run_replay
+
+    settings = _settings()
+    _configure_logging(settings)
+    try:
+        selection = ReplayRange(
+            from_beginning=from_beginning,
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            offsets=parse_offsets(offsets) if offsets else {},
+        )
+        summary = asyncio.run(run_replay(settings, selection, dry_run=dry_run, echo=typer.echo))
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    for line in summary_lines(summary):
+        typer.echo(line)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from consumer.events import Mode
 from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
-from consumer.observability.metrics import BUILD_INFO, CIRCUIT_OPEN, INFLIGHT
+from consumer.observability.metrics import BUILD_INFO, INFLIGHT
 from consumer.policy import Policy
 from consumer.revocations import RevocationGate
 from consumer.scim.auth import CxoneAuth, TokenProvider
@@ -52,6 +52,55 @@ def build_gate(policy: Policy) -> RevocationGate:
     return RevocationGate(guard)
 
 
+@dataclass(frozen=True)
+class Cxone:
+    """The SCIM side: the client and the breaker guarding it."""
+
+    scim: ScimClient
+    circuit: CircuitBreaker
+
+
+async def open_cxone(
+    settings: Settings, stack: AsyncExitStack, *, tuning: Tuning, health: HealthState
+) -> Cxone:
+    """Build the SCIM client stack (HTTP, tokens, limiter, breaker); closed with `stack`."""
+    http = build_http_client(
+        settings.cxone_http_transport,
+        timeout=settings.cxone_request_timeout_seconds,
+        max_connections=settings.sync_max_concurrency * 2,
+    )
+    stack.push_async_callback(http.aclose)
+    tokens = TokenProvider(
+        http,
+        token_url=settings.cxone_token_url,
+        issuer_url=settings.cxone_issuer_url,
+        client_id=settings.cxone_client_id,
+        client_secret=settings.cxone_client_secret,
+        access_key_id=settings.cxone_access_key_id,
+        access_key_secret=settings.cxone_access_key_secret,
+        required_scopes=settings.required_scopes,
+    )
+    await _first_token(tokens)
+
+    def circuit_changed(is_open: bool) -> None:
+        health.circuit_open = is_open
+        log.warning("circuit.open") if is_open else log.info("circuit.closed")
+
+    circuit = CircuitBreaker(
+        on_change=circuit_changed, probe_interval=tuning.circuit_probe_interval
+    )
+    limiter = AdaptiveRateLimiter(ceiling_per_minute=settings.sync_rate_limit_per_minute)
+    scim = ScimClient(
+        settings.cxone_scim_base_url,
+        http,
+        auth=CxoneAuth(tokens),
+        limiter=limiter,
+        circuit=circuit,
+        retry=tuning.retry,
+    )
+    return Cxone(scim, circuit)
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -69,44 +118,10 @@ async def run_service(
     client_id = f"cxone-role-sync-{socket.gethostname()}"
 
     async with AsyncExitStack() as stack:
-        http = build_http_client(
-            settings.cxone_http_transport,
-            timeout=settings.cxone_request_timeout_seconds,
-            max_connections=settings.sync_max_concurrency * 2,
-        )
-        stack.push_async_callback(http.aclose)
-        tokens = TokenProvider(
-            http,
-            token_url=settings.cxone_token_url,
-            issuer_url=settings.cxone_issuer_url,
-            client_id=settings.cxone_client_id,
-            client_secret=settings.cxone_client_secret,
-            access_key_id=settings.cxone_access_key_id,
-            access_key_secret=settings.cxone_access_key_secret,
-            required_scopes=settings.required_scopes,
-        )
-        await _first_token(tokens)
-
-        def circuit_changed(is_open: bool) -> None:
-            CIRCUIT_OPEN.set(1 if is_open else 0)
-            health.circuit_open = is_open
-            log.warning("circuit.open") if is_open else log.info("circuit.closed")
-
-        circuit = CircuitBreaker(
-            on_change=circuit_changed, probe_interval=tuning.circuit_probe_interval
-        )
-        CIRCUIT_OPEN.set(0)
-        limiter = AdaptiveRateLimiter(ceiling_per_minute=settings.sync_rate_limit_per_minute)
-        scim = ScimClient(
-            settings.cxone_scim_base_url,
-            http,
-            auth=CxoneAuth(tokens),
-            limiter=limiter,
-            circuit=circuit,
-            retry=tuning.retry,
-        )
+        cxone = await open_cxone(settings, stack, tuning=tuning, health=health)
         gate = build_gate(policy)
-        synchronizer = Synchronizer(policy, scim, dry_run=settings.sync_dry_run, gate=gate)
+        synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
+        circuit = cxone.circuit
 
         producer = build_producer(settings, client_id=client_id)
         await producer.start()
