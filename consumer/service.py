@@ -41,6 +41,7 @@ class Tuning:
     limits: FlowLimits | None = None
     metrics_host: str = "0.0.0.0"  # noqa: S104 - the metrics port is meant to be scraped
     circuit_probe_interval: float = 5.0
+    lag_interval: float = 5.0
 
 
 def build_gate(policy: Policy) -> RevocationGate:
@@ -161,7 +162,7 @@ async def run_service(
             on_inflight_change=INFLIGHT.set,
             on_assignment_change=assignment_changed,
         )
-        lag = LagRefresher(kafka, committed=stream.committed)
+        lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
         kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
         await kafka.start()
         stack.push_async_callback(kafka.stop)

@@ -7,7 +7,13 @@ import time
 import structlog
 
 from consumer.events import Outcome, SyncResult
-from consumer.observability.metrics import ESCALATION_REJECTIONS, EVENTS, LAST_SUCCESS, LATENCY
+from consumer.observability.metrics import (
+    ESCALATION_REASONS,
+    ESCALATION_REJECTIONS,
+    EVENTS,
+    LAST_SUCCESS,
+    LATENCY,
+)
 
 log = structlog.get_logger("consumer.sync")
 
@@ -19,7 +25,8 @@ def record_result(result: SyncResult, *, latency_seconds: float) -> None:
     outcome = result.outcome.value
     EVENTS.labels(outcome=outcome).inc()
     LATENCY.labels(outcome=outcome).observe(max(0.0, latency_seconds))
-    if result.escalation and result.outcome is Outcome.REJECTED and result.reason:
+    # Only known reason codes become label values, so the series stay bounded.
+    if result.outcome is Outcome.REJECTED and result.reason in ESCALATION_REASONS:
         ESCALATION_REJECTIONS.labels(reason=result.reason).inc()
     if result.outcome in _SUCCESS:
         LAST_SUCCESS.set(time.time())
