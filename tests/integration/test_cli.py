@@ -1,0 +1,146 @@
+"""The command line as an operator meets it: `python -m consumer` in a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consumer.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
+
+CLIENT_SECRET = "cli-client-secret-6f01d2"
+ACCESS_KEY_SECRET = "cli-access-key-secret-93be7a"
+SECRETS = (CLIENT_SECRET, ACCESS_KEY_SECRET)
+
+# Nothing listens on port 9 of the loopback: the service must stop before it connects anywhere.
+VALID_ENVIRONMENT = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    "CXONE_SCIM_BASE_URL": "http://127.0.0.1:9/scim/v2",
+    "CXONE_TOKEN_URL": "http://127.0.0.1:9/auth/token",
+    "CXONE_CLIENT_ID": "cli-client",
+    "CXONE_CLIENT_SECRET": CLIENT_SECRET,
+    "CXONE_ACCESS_KEY_ID": "cli-access-key",
+    "CXONE_ACCESS_KEY_SECRET": ACCESS_KEY_SECRET,
+    "POLICY_FILE": str(EXAMPLE_POLICY),
+    "METRICS_PORT": "0",
+}
+
+
+def cli(
+    *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m consumer ARGUMENTS` with only the given settings in its environment."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in Settings.model_fields
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *arguments],
+        env={**inherited, **(environment or {})},
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_missing_client_secret_fails_fast_naming_it() -> None:
+    """`run` without CXONE_CLIENT_SECRET exits 2 with one line on stderr naming it."""
+    environment = dict(VALID_ENVIRONMENT)
+    del environment["CXONE_CLIENT_SECRET"]
+    finished = cli("run", environment=environment)
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    assert finished.stderr.splitlines() == [
+        "configuration error: CXONE_CLIENT_SECRET is required but not set"
+    ]
+    assert ACCESS_KEY_SECRET not in finished.stdout + finished.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNC_MAX_CONCURRENCY", "abc"),
+        ("CXONE_HTTP_TRANSPORT", "curl"),
+        ("CXONE_SCIM_BASE_URL", "http://cxone.example.com/scim/v2"),
+    ],
+)
+def test_malformed_setting_fails_fast_naming_it(name: str, value: str) -> None:
+    """`run` with a malformed setting exits 2 with one line naming it, and no secret in sight."""
+    finished = cli("run", environment={**VALID_ENVIRONMENT, name: value})
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    [line] = finished.stderr.splitlines()
+    assert line.startswith(f"configuration error: {name}: ")
+    for secret in SECRETS:
+        assert secret not in finished.stdout + finished.stderr
+
+
+def test_check_policy_prints_the_hierarchy() -> None:
+    """`check-policy examples/policy.yaml` exits 0 and prints the role tree and the limits."""
+    finished = cli("check-policy", "examples/policy.yaml")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr == ""
+    lines = finished.stdout.splitlines()
+    assert lines[0] == "agent_basic (Standard Agent) depth 1"
+    assert "├── agent_voice (Voice Agent) depth 2" in lines
+    assert "└── admin_support (Support Admin) depth 2, privileged" in lines
+    assert "    └── admin_security (Security Admin) depth 3, privileged" in lines
+    assert "billing_admin (Billing Administrator) depth 1, privileged" in lines
+    assert any(
+        "floor_manager_legacy" in line and "exceeds max_hierarchy_depth 4" in line for line in lines
+    )
+    assert "max_roles_per_user: 5" in lines
+    assert "max_hierarchy_depth: 4" in lines
+    assert "mass_revocation_guard: 50 revocations per 300 s" in lines
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "max_roles_per_user: 5\nmax_hierarchy_depth: 3\n"
+            "roles:\n  agent: {display_name: Agent, inherits_from: [ghost]}\n",
+            "role 'agent': inherits from unknown role 'ghost'",
+        ),
+        (
+            "max_roles_per_user: 5\nmax_hierarchy_depth: 3\nroles:\n"
+            "  a: {display_name: A, inherits_from: [b]}\n"
+            "  b: {display_name: B, inherits_from: [a]}\n",
+            "inheritance cycle",
+        ),
+        (
+            "max_roles_per_user: 5\nmax_hierarchy_depth: 3\n"
+            "roles:\n  agent: {display_name: Agent, colour: blue}\n",
+            "role 'agent': unknown field 'colour'",
+        ),
+        ("roles: [unclosed\n", "invalid YAML at line"),
+    ],
+    ids=["unknown_parent", "cycle", "bad_field", "not_yaml"],
+)
+def test_check_policy_refuses_a_bad_file(tmp_path: Path, content: str, message: str) -> None:
+    """`check-policy` on a broken policy exits non-zero with one line naming the problem."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(content, encoding="utf-8")
+    finished = cli("check-policy", str(policy))
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    [line] = finished.stderr.splitlines()
+    assert line.startswith(f"policy file {policy}: ")
+    assert message in line
+
+
+def test_check_policy_on_a_missing_file() -> None:
+    """`check-policy` on a file that does not exist says so and exits non-zero."""
+    finished = cli("check-policy", "no-such-policy.yaml")
+    assert finished.returncode == 2
+    assert finished.stderr.splitlines() == ["policy file no-such-policy.yaml: not found"]

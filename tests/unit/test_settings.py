@@ -1,0 +1,334 @@
+"""Tests of the configuration contract: environment names, defaults, required ones, URL rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from consumer.errors import ConfigurationError
+from consumer.settings import (
+    HttpTransport,
+    LogFormat,
+    SecurityProtocol,
+    Settings,
+    load_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "examples" / "policy.yaml"
+
+CLIENT_SECRET = "client-secret-5b1e9c"
+ACCESS_KEY_SECRET = "access-key-secret-77d0aa"
+SASL_PASSWORD = "sasl-password-c3f018"
+WEBHOOK_SECRET = "webhook-secret-90ab4e"
+SECRETS = (CLIENT_SECRET, ACCESS_KEY_SECRET, SASL_PASSWORD, WEBHOOK_SECRET)
+
+REQUIRED = {
+    "CXONE_SCIM_BASE_URL": "https://cxone.example.com/scim/v2",
+    "CXONE_TOKEN_URL": "https://cxone.example.com/auth/token",
+    "CXONE_CLIENT_ID": "client-id",
+    "CXONE_CLIENT_SECRET": CLIENT_SECRET,
+    "POLICY_FILE": str(POLICY),
+}
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment holding only the required settings; the test adds or removes the rest."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def configuration_error(**overrides: object) -> str:
+    """The one-line message `load_settings` raises for the current environment."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(**overrides)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_the_documented_ones(environment: pytest.MonkeyPatch) -> None:
+    """With only the required settings, every other setting takes the default DESIGN.md names."""
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "localhost:9092"
+    assert settings.kafka_input_topic == "idp.role-changes"
+    assert settings.kafka_audit_topic == "cxone.role-sync.audit"
+    assert settings.kafka_dlq_topic == "idp.role-changes.dlq"
+    assert settings.kafka_group_id == "cxone-role-sync"
+    assert settings.kafka_security_protocol is SecurityProtocol.PLAINTEXT
+    assert settings.kafka_sasl_mechanism is None
+    assert settings.kafka_sasl_username is None
+    assert settings.kafka_sasl_password is None
+    assert settings.kafka_ssl_cafile is None
+    assert settings.cxone_access_key_id is None
+    assert settings.cxone_access_key_secret is None
+    assert settings.cxone_http_transport is HttpTransport.AIOHTTP
+    assert settings.sync_max_concurrency == 16
+    assert settings.sync_rate_limit_per_minute == 0
+    assert settings.sync_dry_run is False
+    assert settings.metrics_port == 9400
+    assert settings.log_format is LogFormat.JSON
+    assert settings.log_level.value == "INFO"
+    assert settings.webhook_url is None
+    assert settings.webhook_secret is None
+    assert settings.uses_password_grant is False
+
+
+def test_environment_names_are_the_contract(environment: pytest.MonkeyPatch) -> None:
+    """Each documented environment variable sets its setting."""
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": "broker-1:9093,broker-2:9093",
+        "KAFKA_INPUT_TOPIC": "in",
+        "KAFKA_AUDIT_TOPIC": "audit",
+        "KAFKA_DLQ_TOPIC": "dlq",
+        "KAFKA_GROUP_ID": "group",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "svc",
+        "KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+        "CXONE_HTTP_TRANSPORT": "httpx",
+        "SYNC_MAX_CONCURRENCY": "4",
+        "SYNC_RATE_LIMIT_PER_MINUTE": "600",
+        "SYNC_DRY_RUN": "true",
+        "METRICS_PORT": "9500",
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "console",
+        "WEBHOOK_URL": "https://hooks.example.com/role-sync",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    for name, value in values.items():
+        environment.setenv(name, value)
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "broker-1:9093,broker-2:9093"
+    assert (settings.kafka_input_topic, settings.kafka_audit_topic) == ("in", "audit")
+    assert (settings.kafka_dlq_topic, settings.kafka_group_id) == ("dlq", "group")
+    assert settings.kafka_security_protocol is SecurityProtocol.SASL_SSL
+    assert settings.kafka_sasl_mechanism is not None
+    assert settings.kafka_sasl_mechanism.value == "SCRAM-SHA-512"
+    assert settings.kafka_sasl_username == "svc"
+    assert settings.kafka_sasl_password == SecretStr(SASL_PASSWORD)
+    assert settings.cxone_http_transport is HttpTransport.HTTPX
+    assert settings.sync_max_concurrency == 4
+    assert settings.sync_rate_limit_per_minute == 600
+    assert settings.sync_dry_run is True
+    assert settings.metrics_port == 9500
+    assert settings.log_level.value == "DEBUG"
+    assert settings.log_format is LogFormat.CONSOLE
+    assert settings.webhook_url == "https://hooks.example.com/role-sync"
+    assert settings.webhook_secret == SecretStr(WEBHOOK_SECRET)
+
+
+def test_access_key_selects_the_password_grant(environment: pytest.MonkeyPatch) -> None:
+    """Setting the access key id and secret switches to the password grant."""
+    environment.setenv("CXONE_ACCESS_KEY_ID", "key-id")
+    environment.setenv("CXONE_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+    settings = load_settings()
+    assert settings.uses_password_grant is True
+    assert settings.cxone_access_key_secret == SecretStr(ACCESS_KEY_SECRET)
+
+
+@pytest.mark.parametrize("name", ["CXONE_ACCESS_KEY_ID", "CXONE_ACCESS_KEY_SECRET"])
+def test_access_key_half_is_refused(environment: pytest.MonkeyPatch, name: str) -> None:
+    """An access key id without its secret, or the reverse, stops start-up naming both."""
+    environment.setenv(name, ACCESS_KEY_SECRET)
+    message = configuration_error()
+    assert message == (
+        "configuration error: CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together"
+    )
+    assert ACCESS_KEY_SECRET not in message
+
+
+@pytest.mark.parametrize(
+    "name", ["CXONE_SCIM_BASE_URL", "CXONE_CLIENT_ID", "CXONE_CLIENT_SECRET", "POLICY_FILE"]
+)
+def test_missing_required_setting_is_named(environment: pytest.MonkeyPatch, name: str) -> None:
+    """A missing required setting stops start-up with one line naming it."""
+    environment.delenv(name)
+    assert configuration_error() == f"configuration error: {name} is required but not set"
+
+
+def test_token_endpoint_is_required(environment: pytest.MonkeyPatch) -> None:
+    """Without CXONE_TOKEN_URL and without an issuer for discovery, start-up stops naming both."""
+    environment.delenv("CXONE_TOKEN_URL")
+    message = configuration_error()
+    assert "CXONE_TOKEN_URL" in message
+    assert "CXONE_ISSUER_URL" in message
+
+
+def test_issuer_url_may_replace_the_token_url(environment: pytest.MonkeyPatch) -> None:
+    """An issuer URL for OpenID discovery is enough without an explicit token URL."""
+    environment.delenv("CXONE_TOKEN_URL")
+    environment.setenv("CXONE_ISSUER_URL", "https://cxone.example.com")
+    settings = load_settings()
+    assert settings.cxone_token_url is None
+    assert settings.cxone_issuer_url == "https://cxone.example.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNC_MAX_CONCURRENCY", "abc"),
+        ("SYNC_MAX_CONCURRENCY", "0"),
+        ("SYNC_RATE_LIMIT_PER_MINUTE", "-1"),
+        ("SYNC_DRY_RUN", "maybe"),
+        ("METRICS_PORT", "70000"),
+        ("CXONE_HTTP_TRANSPORT", "requests"),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAIN"),
+        ("LOG_FORMAT", "xml"),
+        ("POLICY_FILE", "no-such-policy.yaml"),
+    ],
+)
+def test_malformed_setting_is_named(environment: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """A malformed setting stops start-up with one line naming it."""
+    environment.setenv(name, value)
+    message = configuration_error()
+    assert message.startswith(f"configuration error: {name}: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cxone.example.com/scim/v2",
+        "http://127.0.0.1:8080/scim/v2",
+        "http://localhost:8080/scim/v2",
+    ],
+)
+def test_scim_url_https_or_loopback_is_accepted(environment: pytest.MonkeyPatch, url: str) -> None:
+    """The SCIM URL may be https anywhere, or plain http on 127.0.0.1 or localhost."""
+    environment.setenv("CXONE_SCIM_BASE_URL", url)
+    assert load_settings().cxone_scim_base_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("CXONE_SCIM_BASE_URL", "http://cxone.example.com/scim/v2"),
+        ("CXONE_SCIM_BASE_URL", "http://10.0.0.7/scim/v2"),
+        ("CXONE_TOKEN_URL", "http://cxone.example.com/auth/token"),
+        ("CXONE_ISSUER_URL", "http://cxone.example.com"),
+    ],
+)
+def test_plain_http_elsewhere_is_refused(
+    environment: pytest.MonkeyPatch, name: str, url: str
+) -> None:
+    """Credentials never travel over plain http to anything but this machine."""
+    environment.setenv(name, url)
+    assert configuration_error() == (
+        f"configuration error: {name}: "
+        "must be an https URL (http is allowed only for 127.0.0.1/localhost)"
+    )
+
+
+def test_webhook_url_must_be_https(environment: pytest.MonkeyPatch) -> None:
+    """A webhook on plain http to another host is refused like the CXone URLs."""
+    environment.setenv("WEBHOOK_URL", "http://hooks.example.com/role-sync")
+    environment.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    message = configuration_error()
+    assert message.startswith("configuration error: WEBHOOK_URL: must be an https URL")
+    assert WEBHOOK_SECRET not in message
+
+
+def test_webhook_url_needs_a_secret(environment: pytest.MonkeyPatch) -> None:
+    """A webhook URL without its signing secret stops start-up naming WEBHOOK_SECRET."""
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/role-sync")
+    assert "WEBHOOK_SECRET" in configuration_error()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cxone.example.com/scim",
+        "https://cxone.example.com/scim/v1",
+        "https://cxone.example.com/scim/v2/Users",
+        "https://cxone.example.com/",
+    ],
+)
+def test_scim_url_must_end_in_scim_v2(environment: pytest.MonkeyPatch, url: str) -> None:
+    """A SCIM base URL that does not end in /scim/v2 is refused."""
+    environment.setenv("CXONE_SCIM_BASE_URL", url)
+    assert configuration_error() == "configuration error: CXONE_SCIM_BASE_URL: must end in /scim/v2"
+
+
+def test_scim_url_trailing_slash_is_dropped(environment: pytest.MonkeyPatch) -> None:
+    """A trailing slash after /scim/v2 is accepted and removed."""
+    environment.setenv("CXONE_SCIM_BASE_URL", "https://cxone.example.com/scim/v2/")
+    assert load_settings().cxone_scim_base_url == "https://cxone.example.com/scim/v2"
+
+
+def test_scim_url_that_is_not_a_url_is_named(environment: pytest.MonkeyPatch) -> None:
+    """Something that is not a URL at all is refused naming CXONE_SCIM_BASE_URL."""
+    environment.setenv("CXONE_SCIM_BASE_URL", "not a url")
+    assert configuration_error().startswith("configuration error: CXONE_SCIM_BASE_URL: ")
+
+
+def test_sasl_protocol_needs_a_mechanism(environment: pytest.MonkeyPatch) -> None:
+    """A SASL security protocol without a mechanism names KAFKA_SASL_MECHANISM."""
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    environment.setenv("KAFKA_SASL_PASSWORD", SASL_PASSWORD)
+    message = configuration_error()
+    assert "KAFKA_SASL_MECHANISM" in message
+    assert SASL_PASSWORD not in message
+
+
+def test_overrides_win_over_the_environment(environment: pytest.MonkeyPatch) -> None:
+    """A CLI override replaces the value read from the environment."""
+    environment.setenv("SYNC_DRY_RUN", "false")
+    assert load_settings(sync_dry_run=True).sync_dry_run is True
+
+
+def _with_every_secret(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("CXONE_ACCESS_KEY_ID", "key-id")
+    environment.setenv("CXONE_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    environment.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    environment.setenv("KAFKA_SASL_USERNAME", "svc")
+    environment.setenv("KAFKA_SASL_PASSWORD", SASL_PASSWORD)
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/role-sync")
+    environment.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+
+
+def test_secrets_never_appear_in_repr_or_str(environment: pytest.MonkeyPatch) -> None:
+    """repr() and str() of the settings mask every secret."""
+    _with_every_secret(environment)
+    settings = load_settings()
+    shown = repr(settings) + str(settings)
+    for secret in SECRETS:
+        assert secret not in shown
+    assert settings.cxone_client_secret.get_secret_value() == CLIENT_SECRET
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNC_MAX_CONCURRENCY", "abc"),
+        ("CXONE_SCIM_BASE_URL", "http://cxone.example.com/scim/v2"),
+        ("CXONE_CLIENT_ID", None),
+    ],
+)
+def test_secrets_never_appear_in_the_error(
+    environment: pytest.MonkeyPatch, name: str, value: str | None
+) -> None:
+    """The start-up error names the bad setting but carries no secret value."""
+    _with_every_secret(environment)
+    if value is None:
+        environment.delenv(name)
+    else:
+        environment.setenv(name, value)
+    message = configuration_error()
+    assert name in message
+    for secret in SECRETS:
+        assert secret not in message
+
+
+def test_a_malformed_secret_is_not_echoed(environment: pytest.MonkeyPatch) -> None:
+    """A rejected value is never echoed, so a secret pasted into the wrong setting stays hidden."""
+    environment.setenv("SYNC_MAX_CONCURRENCY", CLIENT_SECRET)
+    message = configuration_error()
+    assert message.startswith("configuration error: SYNC_MAX_CONCURRENCY: ")
+    assert CLIENT_SECRET not in message
