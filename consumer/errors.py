@@ -85,6 +85,7 @@ class PermanentError(SyncError):
         super().__init__(message)
         self.status = status
         self.detail = detail
+        self.attempts = 0
 
 
 class UserNotFound(PermanentError):

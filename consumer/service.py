@@ -42,6 +42,10 @@ class Tuning:
     metrics_host: str = "0.0.0.0"  # noqa: S104 - the metrics port is meant to be scraped
     circuit_probe_interval: float = 5.0
     lag_interval: float = 5.0
+    # aiokafka's defaults; tests shorten them because some brokers only notice a departed
+    # member when its session times out.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
 
 
 def build_gate(policy: Policy) -> RevocationGate:
@@ -119,8 +123,19 @@ async def run_service(
     client_id = f"cxone-role-sync-{socket.gethostname()}"
 
     async with AsyncExitStack() as stack:
-        cxone = await open_cxone(settings, stack, tuning=tuning, health=health)
         gate = build_gate(policy)
+        # Health first: liveness must answer while the broker or CXone is still slow to reach.
+        server = HealthServer(
+            health,
+            host=tuning.metrics_host,
+            port=settings.metrics_port,
+            release_guard=gate.release,
+        )
+        await server.start()
+        stack.push_async_callback(server.stop)
+        health.guard_tripped_probe = lambda: gate.tripped
+
+        cxone = await open_cxone(settings, stack, tuning=tuning, health=health)
         synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
         circuit = cxone.circuit
 
@@ -138,6 +153,8 @@ async def run_service(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=300_000,
+            session_timeout_ms=tuning.session_timeout_ms,
+            heartbeat_interval_ms=tuning.heartbeat_interval_ms,
         )
 
         def hold_reason() -> str | None:
@@ -167,15 +184,6 @@ async def run_service(
         await kafka.start()
         stack.push_async_callback(kafka.stop)
 
-        server = HealthServer(
-            health,
-            host=tuning.metrics_host,
-            port=settings.metrics_port,
-            release_guard=gate.release,
-        )
-        await server.start()
-        stack.push_async_callback(server.stop)
-        health.guard_tripped_probe = lambda: gate.tripped
         await lag.start()
         stack.push_async_callback(lag.stop)
 

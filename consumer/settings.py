@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     cxone_scim_base_url: str
     cxone_token_url: str | None = None
     cxone_issuer_url: str | None = None
-    cxone_client_id: str
+    cxone_client_id: Annotated[str, Field(min_length=1)]
     cxone_client_secret: SecretStr
     cxone_access_key_id: str | None = None
     cxone_access_key_secret: SecretStr | None = None
@@ -127,6 +127,13 @@ class Settings(BaseSettings):
             return None
         AnyHttpUrl(value)
         return require_safe_url(value)
+
+    @field_validator("cxone_client_secret", "cxone_access_key_secret", "kafka_sasl_password")
+    @classmethod
+    def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
 
     @field_validator("policy_file")
     @classmethod

@@ -86,6 +86,7 @@ class Synchronizer:
                 reason=error.reason,
                 detail=error.detail or str(error),
                 http_status=error.status,
+                attempts=error.attempts,
                 roles_before=plan.before or None,
             )
         except InvalidEvent as error:

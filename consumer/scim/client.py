@@ -27,6 +27,7 @@ from consumer.errors import (
     Conflict,
     InvalidEvent,
     NetworkError,
+    PermanentError,
     RateLimited,
     ScimRejected,
     ServerError,
@@ -155,9 +156,19 @@ def retry_backoff(policy: RetryPolicy) -> Callable[[Exception], bool | float]:
 
 
 def count_retry(details: RetryDetails) -> None:
-    """stamina on-retry hook: count the retry by reason and say why at INFO."""
+    """stamina on-retry hook: count a SCIM retry by reason and say why at INFO."""
     cause = details.caused_by
-    reason = cause.reason if isinstance(cause, TransientError) else "network"
+    if not isinstance(cause, TransientError):
+        # The hook sees every stamina retry of the process (Kafka publishing, the webhook);
+        # only SCIM's, whose errors are all TransientErrors, belong in the SCIM retry metric.
+        log.info(
+            "retry.scheduled",
+            retry=details.retry_num,
+            wait_seconds=round(details.wait_for, 3),
+            error=type(cause).__name__,
+        )
+        return
+    reason = cause.reason
     RETRIES.labels(reason=reason).inc()
     log.info(
         "scim.retry",
@@ -233,11 +244,15 @@ class ScimClient:
         ):
             with attempt:
                 attempts = attempt.num
-                before = await self.get_user(user_id)
-                payload = await plan(before)
-                if payload is None:
-                    return WriteOutcome(before, None, None, attempts)
-                status = await self.put_user(user_id, payload, etag=before.etag)
+                try:
+                    before = await self.get_user(user_id)
+                    payload = await plan(before)
+                    if payload is None:
+                        return WriteOutcome(before, None, None, attempts)
+                    status = await self.put_user(user_id, payload, etag=before.etag)
+                except PermanentError as error:
+                    error.attempts = attempts
+                    raise
                 return WriteOutcome(before, payload, status, attempts)
         raise AssertionError("unreachable: stamina retries until success or a permanent error")
 

@@ -98,6 +98,8 @@ def fast_tuning(**limits: float) -> Tuning:
         limits=FlowLimits(commit_interval=0.2, **limits),  # type: ignore[arg-type]
         metrics_host="127.0.0.1",
         circuit_probe_interval=0.2,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=500,
     )
 
 
