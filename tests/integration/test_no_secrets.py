@@ -1,0 +1,252 @@
+"""No secret ever leaves the service: not in its output, its metrics, or what it publishes.
+
+The real service runs as a process at DEBUG level through the troubles that make code talk
+about credentials (token endpoint errors, a revoked token and its refresh, 429s, 5xx, resets)
+and through escalations and bad input; then a few runs with bad settings. Everything it printed,
+served on /metrics or published to the audit and dead-letter topics is searched for the client
+secret, the access key secret and every access token the simulator issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import signal
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.sandbox.feed import AuditReader, TopicReader, produce
+from consumer.sandbox.server import SimulatorServer
+from consumer.sandbox.simulator import CxoneSimulator
+from consumer.sandbox.tokens import Credentials, IssuedToken
+from tests.conftest import Topics
+from tests.integration.harness import ServiceProcess, make_pipeline
+
+USERS = [f"u-{n}" for n in range(6)]
+
+
+def fresh_credentials() -> Credentials:
+    """Credentials with random secrets, so a match can only be a leak."""
+    return Credentials(
+        client_id="leakcheck-client",
+        client_secret=f"cs-{secrets.token_urlsafe(24)}",
+        access_key_id="leakcheck-key",
+        access_key_secret=f"aks-{secrets.token_urlsafe(24)}",
+    )
+
+
+def record_issued_tokens(simulator: CxoneSimulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every access token the simulator hands out from now on, in order."""
+    issued: list[str] = []
+    issue = simulator.tokens.issue
+
+    def recording(form: Mapping[str, str], authorization: str | None) -> IssuedToken:
+        token = issue(form, authorization)
+        issued.append(token.access_token)
+        return token
+
+    monkeypatch.setattr(simulator.tokens, "issue", recording)
+    return issued
+
+
+def event(user_id: str, event_id: str, *roles: str, approved: bool = False) -> bytes:
+    """A role-change event granting `roles` (the first one primary)."""
+    data: dict[str, Any] = {
+        "user_id": user_id,
+        "roles": [{"role_id": role, "primary": index == 0} for index, role in enumerate(roles)],
+    }
+    if approved:
+        data["approval"] = {"ticket": "CHG-1", "approved_by": "secops"}
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "okta/test",
+            "type": "idp.user.roles.changed",
+            "data": data,
+        }
+    ).encode()
+
+
+def first_batch() -> list[tuple[bytes | None, bytes]]:
+    """Ordinary changes, two escalations, an approved privileged grant and bad input."""
+    records: list[tuple[bytes | None, bytes]] = [
+        (user_id.encode(), event(user_id, f"a-{user_id}", "agent_voice")) for user_id in USERS
+    ]
+    records += [
+        (b"u-esc-1", event("u-esc-1", "esc-1", "admin_support")),
+        (b"u-esc-2", event("u-esc-2", "esc-2", "root_everything")),
+        (b"u-esc-3", event("u-esc-3", "esc-3", "admin_support", approved=True)),
+        (b"u-bad", b'{"specversion": "1.0", "id": '),
+    ]
+    return records
+
+
+def second_batch() -> list[tuple[bytes | None, bytes]]:
+    """A second change for every ordinary user."""
+    return [
+        (user_id.encode(), event(user_id, f"b-{user_id}", "agent_digital", "reporting_viewer"))
+        for user_id in USERS
+    ]
+
+
+def logged(output: str, name: str) -> list[dict[str, Any]]:
+    """The JSON log lines of one event in a process's output."""
+    entries = []
+    for line in output.splitlines():
+        if line.startswith("{") and f'"{name}"' in line:
+            entry = json.loads(line)
+            if entry.get("event") == name:
+                entries.append(entry)
+    return entries
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> None:
+    """Poll `condition` every 50 ms until it holds; TimeoutError after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition; 0 when absent."""
+    for family in text_string_to_metric_families(metrics):
+        for item in family.samples:
+            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
+                return float(item.value)
+    return 0.0
+
+
+async def run_with_bad_settings(environment: Mapping[str, str]) -> tuple[int, str]:
+    """Start the service with settings that must stop it; return its exit code and output."""
+    process = ServiceProcess(environment).start()
+    try:
+        code = await process.wait_async(60)
+        return code, process.output
+    finally:
+        process.close()
+
+
+@pytest.mark.slow
+async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
+    topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through retries, a token refresh, 429s, escalations and bad settings, no secret leaks."""
+    credentials = fresh_credentials()
+    simulator = CxoneSimulator(credentials)
+    issued = record_issued_tokens(simulator, monkeypatch)
+    for user_id in [*USERS, "u-esc-1", "u-esc-2", "u-esc-3"]:
+        simulator.seed_user(
+            user_id, f"{user_id}@example.com", roles=[("agent_basic", "Standard Agent", True)]
+        )
+
+    async with SimulatorServer(simulator) as server:
+        pipeline = await make_pipeline(
+            topics,
+            server,
+            CXONE_CLIENT_ID=credentials.client_id,
+            CXONE_CLIENT_SECRET=credentials.client_secret,
+            CXONE_ACCESS_KEY_ID=credentials.access_key_id,
+            CXONE_ACCESS_KEY_SECRET=credentials.access_key_secret,
+            LOG_LEVEL="DEBUG",
+        )
+        # The token endpoint fails every way it can before it issues the first token.
+        simulator.faults.include_token_endpoint = True
+        simulator.script_faults(503, 500, "reset", 429, 502)
+        await produce(pipeline.bootstrap_servers, pipeline.input_topic, first_batch())
+        service = ServiceProcess(pipeline.environment).start()
+        try:
+            async with AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit:
+                await audit.wait_for_results(len(first_batch()), within=90)
+                # A key rotation: the next SCIM request gets 401 and the service refreshes; SCIM
+                # itself answers 429 and 5xx and resets a connection.
+                simulator.faults.include_token_endpoint = False
+                simulator.revoke_tokens()
+                simulator.script_faults(429, 503, "reset", 500)
+                await produce(pipeline.bootstrap_servers, pipeline.input_topic, second_batch())
+                await audit.wait_for_results(len(first_batch()) + len(second_batch()), within=90)
+            [started] = logged(service.output, "service.started")
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(f"http://127.0.0.1:{started['metrics_port']}/metrics")
+            metrics = response.text
+            service.signal(signal.SIGTERM)
+            assert await service.wait_async(60) == 0
+            output = service.output
+        finally:
+            service.close()
+        async with TopicReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit_topic:
+            await audit_topic.wait_until(
+                lambda reader: len(reader.records) >= len(first_batch()) + len(second_batch()),
+                within=30,
+                what="the audit topic",
+            )
+        async with TopicReader(pipeline.bootstrap_servers, pipeline.dlq_topic) as dlq_topic:
+            await dlq_topic.wait_until(
+                lambda reader: len(reader.records) >= 1, within=30, what="the DLQ topic"
+            )
+
+    bad_runs = [
+        await run_with_bad_settings(
+            {**pipeline.environment, "CXONE_SCIM_BASE_URL": "http://cxone.example.com/scim/v2"}
+        ),
+        # A secret pasted into the wrong variable must not be echoed back in the complaint.
+        await run_with_bad_settings(
+            {**pipeline.environment, "METRICS_PORT": credentials.client_secret}
+        ),
+        await run_with_bad_settings(
+            {**pipeline.environment, "CXONE_HTTP_TRANSPORT": credentials.access_key_secret}
+        ),
+    ]
+
+    # The run went through what it was meant to.
+    assert response.status_code == 200
+    assert sample(metrics, "cxone_sync_retries_total", reason="server_error") >= 1
+    assert sample(metrics, "cxone_sync_retries_total", reason="rate_limited") >= 1
+    assert sample(metrics, "cxone_sync_escalation_rejections_total", reason="approval_required")
+    assert sample(metrics, "cxone_sync_escalation_rejections_total", reason="unknown_role")
+    scim_statuses = {r.status for r in simulator.requests if r.path.startswith("/scim/")}
+    assert {401, 429, 500, 503} <= scim_statuses
+    assert len(issued) >= 2
+    assert '"level": "debug"' in output or '"level":"debug"' in output
+    assert [code for code, _ in bad_runs] == [2, 2, 2]
+    assert "CXONE_SCIM_BASE_URL" in bad_runs[0][1]
+    assert "METRICS_PORT" in bad_runs[1][1]
+    assert "CXONE_HTTP_TRANSPORT" in bad_runs[2][1]
+
+    published = [value or b"" for _, value, _ in audit_topic.records + dlq_topic.records] + [
+        key or b"" for key, _, _ in audit_topic.records + dlq_topic.records
+    ]
+    headers = [
+        value for _, _, record_headers in dlq_topic.records for value in record_headers.values()
+    ]
+    haystacks = {
+        "service output": output,
+        "metrics": metrics,
+        "audit and DLQ topics": b"\n".join(published + headers).decode(errors="replace"),
+        **{f"bad settings run {n}": text for n, (_, text) in enumerate(bad_runs, 1)},
+    }
+    basic = base64.b64encode(
+        f"{credentials.client_id}:{credentials.client_secret}".encode()
+    ).decode()
+    needles = {
+        "client secret": credentials.client_secret,
+        "access key secret": credentials.access_key_secret,
+        "client credentials as HTTP Basic": basic,
+        **{f"access token #{n}": token for n, token in enumerate(issued, 1)},
+    }
+    leaks = [
+        f"{needle} in {where}"
+        for where, text in haystacks.items()
+        for needle, value in needles.items()
+        if value in text
+    ]
+    assert leaks == []
