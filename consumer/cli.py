@@ -50,6 +50,8 @@ def _configure_logging(settings: Settings) -> None:
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    # Webhook URLs often carry their own token (chat incoming webhooks do).
+    register_secret(settings.webhook_url)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -281,7 +281,9 @@ class ScimClient:
             self._observe(method, "error", started)
             if self._circuit is not None:
                 self._circuit.record_failure()
-            raise NetworkError(f"{method} {path}: {type(failure).__name__}") from failure
+            # Name the underlying error: httpx-aiohttp reports a reset as ConnectTimeout.
+            cause = type(failure.__cause__ or failure).__name__
+            raise NetworkError(f"{method} {path}: {cause}") from failure
         self._observe(method, str(response.status_code), started)
         error = error_for_response(response, now=datetime.now(UTC))
         self._feedback(error, sent_at)
