@@ -35,10 +35,16 @@ P = TypeVar("P")
 
 @dataclass(frozen=True)
 class FlowLimits:
-    """Bounds on fetched-but-unfinished records; past them, partitions are paused."""
+    """Bounds on fetched-but-unfinished records.
+
+    `total` is never passed: a fetch takes no more than the room left. A partition at
+    `per_partition` is paused, so it passes that by at most one fetch batch.
+    """
 
     per_partition: int = 2_000
     total: int = 10_000
+    # Most records one fetch hands over; a partition may pass `per_partition` by up to this many.
+    fetch_batch: int = 500
     commit_interval: float = 1.0
     revoke_grace: float = 10.0
     shutdown_grace: float = 30.0
@@ -118,6 +124,9 @@ class StreamConsumer:
         )
         self._paused: set[TopicPartition] = set()
         self._held: str | None = None
+        # The CXone work of each running handler, by (partition, offset, epoch): a revocation
+        # cancels what outlives its grace.
+        self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[SyncResult]] = {}
         self.committed: dict[TopicPartition, int] = {}
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
@@ -130,16 +139,29 @@ class StreamConsumer:
         try:
             while not stop.is_set():
                 self._apply_pauses()
-                batch = await self._kafka.getmany(timeout_ms=200, max_records=500)
+                batch = await self._kafka.getmany(timeout_ms=200, max_records=self._fetch_size())
                 now = self._clock()
                 for records in batch.values():
                     for record in records:
                         self._accept(record, now)
+                if batch:
+                    log.debug(
+                        "stream.fetched",
+                        records=sum(len(records) for records in batch.values()),
+                        pending=self._tracker.total_pending(),
+                        busiest=max(self._tracker.pending(tp) for tp in batch),
+                        paused=len(self._paused),
+                    )
                 if now - last_commit >= self._limits.commit_interval:
                     await self._commit()
                     last_commit = now
         finally:
             await self._shutdown()
+
+    def _fetch_size(self) -> int:
+        """Fetch no more than the total limit has room for, so `total` is a hard bound."""
+        room = self._limits.total - self._tracker.total_pending()
+        return max(1, min(self._limits.fetch_batch, room))
 
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -183,10 +205,32 @@ class StreamConsumer:
                 assert item.invalid is not None
                 result = await self._dead_letter(item, item.invalid)
             else:
-                result = await self._sync.apply(
-                    item.event, source=item.source, received_at=item.received_at, mode=self._mode
-                )
+                applied = await self._apply(item, item.event)
+                if applied is None:
+                    # Revoked half-way: the partition's next owner applies the record again.
+                    return
+                result = applied
             await self._publish(item, result)
+
+    async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> SyncResult | None:
+        """Apply the event to CXone; None when a revocation cancelled the work."""
+        work = asyncio.ensure_future(
+            self._sync.apply(
+                event, source=item.source, received_at=item.received_at, mode=self._mode
+            )
+        )
+        key = (item.tp, item.offset, item.epoch)
+        self._applying[key] = work
+        try:
+            return await work
+        except asyncio.CancelledError:
+            worker = asyncio.current_task()
+            # Only the work was cancelled, not this worker (as a shutdown past its grace does).
+            if work.cancelled() and worker is not None and not worker.cancelling():
+                return None
+            raise
+        finally:
+            del self._applying[key]
 
     async def _supersede(self, older: WorkItem, newer: WorkItem) -> None:
         """Audit an event that a newer one of the same user made moot."""
@@ -251,22 +295,36 @@ class StreamConsumer:
         self.committed.update(offsets)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Stop work on revoked partitions, let in-flight finish (bounded), commit, forget."""
+        """Stop work on revoked partitions, let in-flight finish (bounded), commit, forget.
+
+        CXone work still running when the grace ends is cancelled: the partition's next owner
+        starts from the last commit, and a write of ours landing after its writes would put an
+        older state back.
+        """
         if not revoked:
             return
         dropped = self._dispatcher.discard(lambda item: item.tp in revoked)
         settled = await self._dispatcher.wait_for(
             lambda item: item.tp in revoked, self._limits.revoke_grace
         )
+        cancelled = 0
+        if not settled:
+            for (tp, _, _), work in self._applying.items():
+                if tp in revoked and not work.done():
+                    work.cancel()
+                    cancelled += 1
         await self._commit(only=revoked)
         for tp in revoked:
             self._tracker.forget(tp)
+            # Lag then asks the broker, where the partition's next owner commits.
+            self.committed.pop(tp, None)
         self._paused -= revoked
         log.info(
             "stream.revoked",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked),
             dropped=len(dropped),
             settled=settled,
+            cancelled=cancelled,
         )
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
