@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +29,7 @@ from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.kafka import build_producer, connection_options
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer
+from consumer.webhook import WebhookNotifier, build_webhook
 
 log = structlog.get_logger(__name__)
 
@@ -138,6 +139,10 @@ async def run_service(
         cxone = await open_cxone(settings, stack, tuning=tuning, health=health)
         synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
         circuit = cxone.circuit
+        webhook = await _open_webhook(settings, stack)
+        limits = replace(
+            tuning.limits or FlowLimits(), shutdown_grace=settings.sync_shutdown_grace_seconds
+        )
 
         producer = build_producer(settings, client_id=client_id)
         await producer.start()
@@ -155,6 +160,8 @@ async def run_service(
             max_poll_interval_ms=300_000,
             session_timeout_ms=tuning.session_timeout_ms,
             heartbeat_interval_ms=tuning.heartbeat_interval_ms,
+            # Room for the revoke handler to use its whole grace and still commit in the group.
+            rebalance_timeout_ms=max(60_000, int((limits.revoke_grace + 20) * 1000)),
         )
 
         def hold_reason() -> str | None:
@@ -173,11 +180,12 @@ async def run_service(
             synchronizer,
             publisher,
             max_concurrency=settings.sync_max_concurrency,
-            limits=tuning.limits,
+            limits=limits,
             mode=mode,
             hold_reason=hold_reason,
             on_inflight_change=INFLIGHT.set,
             on_assignment_change=assignment_changed,
+            on_result=webhook.notify if webhook is not None else None,
         )
         lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
         kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
@@ -196,6 +204,20 @@ async def run_service(
             metrics_port=server.port,
         )
         await stream.run(stop)
+
+
+async def _open_webhook(settings: Settings, stack: AsyncExitStack) -> WebhookNotifier | None:
+    """The webhook notifier with an HTTP pool of its own, when `WEBHOOK_URL` is set."""
+    if settings.webhook_url is None:
+        return None
+    http = build_http_client(settings.cxone_http_transport, timeout=10.0, max_connections=4)
+    stack.push_async_callback(http.aclose)
+    webhook = build_webhook(settings, http)
+    if webhook is not None:
+        await webhook.start()
+        # Registered after the client, so it flushes before the client closes.
+        stack.push_async_callback(webhook.aclose)
+    return webhook
 
 
 async def _first_token(tokens: TokenProvider) -> None:

@@ -48,6 +48,7 @@ class FlowLimits:
     commit_interval: float = 1.0
     revoke_grace: float = 10.0
     shutdown_grace: float = 30.0
+    final_commit_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class StreamConsumer:
         hold_reason: Callable[[], str | None] = lambda: None,
         on_inflight_change: Callable[[int], None] | None = None,
         on_assignment_change: Callable[[frozenset[TopicPartition]], None] | None = None,
+        on_result: Callable[[SyncResult], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka = kafka
@@ -114,6 +116,7 @@ class StreamConsumer:
         self._mode = mode
         self._hold_reason = hold_reason
         self._on_assignment_change = on_assignment_change
+        self._on_result = on_result
         self._clock = clock
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._dispatcher: KeyedDispatcher[WorkItem] = KeyedDispatcher(
@@ -276,6 +279,8 @@ class StreamConsumer:
         await _until_acknowledged(self._publisher.publish_result, result)
         record_result(result, latency_seconds=self._clock() - item.received_at)
         self._tracker.finish(item.tp, item.offset, item.epoch)
+        if self._on_result is not None:
+            self._on_result(result)
 
     async def _commit(self, only: Iterable[TopicPartition] | None = None) -> None:
         """Commit the finished prefix of each partition (offset + 1 of the last finished)."""
@@ -336,9 +341,13 @@ class StreamConsumer:
             self._on_assignment_change(frozenset(self._kafka.assignment()))
 
     async def _shutdown(self) -> None:
-        """Finish or bound in-flight work, then commit what is finished."""
+        """Finish or bound in-flight work, then commit what is finished (bounded too)."""
         abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
-        await self._commit()
+        try:
+            await asyncio.wait_for(self._commit(), self._limits.final_commit_timeout)
+        except TimeoutError:
+            # Uncommitted records are redelivered after restart: duplicates, never losses.
+            log.warning("stream.final_commit_timed_out")
         log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
 
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import inspect
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -16,8 +17,10 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from consumer.errors import ConfigurationError
-from consumer.events import Outcome, SourcePosition, SyncResult, audit_event_of
+from consumer.events import AuditEvent, Outcome, SourcePosition, SyncResult, audit_event_of
 from consumer.observability.metrics import REGISTRY, RETRY_REASONS
+from consumer.sandbox.feed import produce
+from consumer.sandbox.server import SimulatorServer
 from consumer.scim.client import build_http_client, instrument_retries
 from consumer.settings import HttpTransport, load_settings
 from consumer.webhook import (
@@ -27,8 +30,8 @@ from consumer.webhook import (
     build_webhook,
     sign,
 )
-from tests.conftest import TEST_CREDENTIALS
-from tests.integration.harness import EXAMPLE_POLICY
+from tests.conftest import TEST_CREDENTIALS, Topics
+from tests.integration.harness import EXAMPLE_POLICY, make_pipeline, running_service
 
 SECRET = "whsec-5f0c1f6e9b2d4a7c8e3f"
 FAST = DeliveryPolicy(attempts=5, wait_initial=0.01, wait_max=0.05, wait_jitter=0.0, timeout=5.0)
@@ -319,3 +322,41 @@ async def test_built_from_settings_only_when_a_url_is_set(http: httpx.AsyncClien
     assert "abc123" not in repr(hook)
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET"):
         load_settings(**common, webhook_url="https://hooks.example.com/t/abc123")
+
+
+async def test_running_service_posts_every_result_signed(
+    receiver: Receiver, topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With WEBHOOK_URL set, the running service POSTs each audit event, correctly signed."""
+    simulator_server.simulator.seed_user(
+        "u-hook", "hook@example.com", roles=[("agent_basic", None, True)]
+    )
+    pipeline = await make_pipeline(topics, simulator_server)
+    events = [
+        json.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"evt-hook-{index}",
+                "source": "okta/test",
+                "type": "idp.user.roles.changed",
+                "data": {"user_id": "u-hook", "roles": [{"role_id": role}]},
+            }
+        ).encode()
+        for index, role in enumerate(("agent_voice", "super_admin"))
+    ]
+    await produce(
+        pipeline.bootstrap_servers, pipeline.input_topic, [(b"u-hook", e) for e in events]
+    )
+    settings = pipeline.settings(webhook_url=receiver.url, webhook_secret=SECRET)
+    async with running_service(settings) as service:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(receiver.bodies) < 2:
+            assert loop.time() < deadline, "the webhook did not receive both results"
+            await asyncio.sleep(0.05)
+        await service.shutdown()
+    delivered = [AuditEvent.model_validate_json(body) for body in receiver.bodies]
+    assert receiver.bad_signatures == 0
+    assert sorted(e.data.event_id or "" for e in delivered) == ["evt-hook-0", "evt-hook-1"]
+    outcomes = {e.data.event_id: e.data.outcome for e in delivered}
+    assert outcomes["evt-hook-1"] is Outcome.REJECTED
