@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +40,6 @@ class SimulatorProcess:
         latency_ms: float = 0.0,
         jitter_ms: float = 0.0,
         max_seconds: float = 3600.0,
-        keep_nagle: bool = False,
     ) -> None:
         self._arguments = [
             f"--users={users}",
@@ -49,8 +47,6 @@ class SimulatorProcess:
             f"--jitter-ms={jitter_ms}",
             f"--max-seconds={max_seconds}",
         ]
-        if keep_nagle:
-            self._arguments.append("--keep-nagle")
         self._process: asyncio.subprocess.Process | None = None
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._admin: httpx.AsyncClient | None = None
@@ -178,19 +174,6 @@ async def _stdin_closed() -> None:
         pass
 
 
-def disable_nagle(server: SimulatorServer) -> None:
-    """Set TCP_NODELAY on the listening socket; Linux hands it down to accepted connections.
-
-    SimulatorServer binds its own socket with protocol number 0, and asyncio sets TCP_NODELAY
-    only on sockets whose protocol reads IPPROTO_TCP. Without it, uvicorn's response headers and
-    body (two writes) meet Nagle's algorithm and the client's delayed ACK: every response waits
-    about 40 ms, which would swamp the latency the benchmarks inject on purpose.
-    """
-    listening = server._socket
-    if listening is not None:
-        listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 async def _serve(arguments: argparse.Namespace) -> None:
     simulator = CxoneSimulator(DEMO_CREDENTIALS)
     seed_users(simulator, arguments.users)
@@ -203,8 +186,6 @@ async def _serve(arguments: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with SimulatorServer(simulator) as server:
-        if not arguments.keep_nagle:
-            disable_nagle(server)
         addresses = {
             "base_url": server.base_url,
             "scim_base_url": server.scim_base_url,
@@ -228,11 +209,6 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
-    parser.add_argument(
-        "--keep-nagle",
-        action="store_true",
-        help="Serve as SimulatorServer does by itself, without TCP_NODELAY.",
-    )
     asyncio.run(_serve(parser.parse_args()))
 
 

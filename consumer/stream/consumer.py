@@ -130,6 +130,7 @@ class StreamConsumer:
         # The CXone work of each running handler, by (partition, offset, epoch): a revocation
         # cancels what outlives its grace.
         self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[SyncResult]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.committed: dict[TopicPartition, int] = {}
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
@@ -249,7 +250,16 @@ class StreamConsumer:
             latency_ms=round((self._clock() - older.received_at) * 1000.0, 3),
             processed_at=_utcnow(),
         )
-        await self._publish(older, result)
+        # Published in the background: awaiting each acknowledgement here would hold the
+        # newest event's slot, and a burst of a user's events makes many of these at once.
+        task = asyncio.create_task(self._publish(older, result))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _settle_background(self, within: float) -> None:
+        """Wait (bounded) for superseded audits still being published."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=within)
 
     async def _dead_letter(self, item: WorkItem, error: InvalidEvent) -> SyncResult:
         letter = DeadLetter(
@@ -312,6 +322,7 @@ class StreamConsumer:
         settled = await self._dispatcher.wait_for(
             lambda item: item.tp in revoked, self._limits.revoke_grace
         )
+        await self._settle_background(self._limits.revoke_grace)
         cancelled = 0
         if not settled:
             for (tp, _, _), work in self._applying.items():
@@ -343,6 +354,10 @@ class StreamConsumer:
     async def _shutdown(self) -> None:
         """Finish or bound in-flight work, then commit what is finished (bounded too)."""
         abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
+        await self._settle_background(self._limits.shutdown_grace)
+        for task in set(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         try:
             await asyncio.wait_for(self._commit(), self._limits.final_commit_timeout)
         except TimeoutError:
