@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,9 +24,9 @@ from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, Sync
 from consumer.observability.http import HealthState
 from consumer.service import Tuning, build_gate, open_cxone
 from consumer.settings import Settings
-from consumer.stream.kafka import build_producer, connection_options
+from consumer.stream.kafka import build_producer, connection_options, partitions_of
 from consumer.stream.publisher import AuditPublisher
-from consumer.sync import Synchronizer
+from consumer.sync import Synchronizer, superseded_result
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +149,7 @@ def _keep_newest(
 async def _start_positions(
     kafka: AIOKafkaConsumer, topic: str, selection: ReplayRange
 ) -> list[TopicPartition]:
-    available = await _partitions_of(kafka, topic)
+    available = await partitions_of(kafka, topic)
     if selection.offsets:
         unknown = sorted(set(selection.offsets) - set(available))
         if unknown:
@@ -173,18 +173,6 @@ async def _start_positions(
     for tp, offset in starting.items():
         kafka.seek(tp, offset)
     return list(starting)
-
-
-async def _partitions_of(kafka: AIOKafkaConsumer, topic: str) -> list[int]:
-    deadline = time.monotonic() + 15.0
-    while True:
-        found = kafka.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        if time.monotonic() > deadline:
-            raise ConfigurationError(f"topic {topic} does not exist or has no partitions")
-        await kafka.topics()
-        await asyncio.sleep(0.1)
 
 
 async def replay(
@@ -221,25 +209,15 @@ async def replay(
             if publisher is not None:
                 await publisher.publish_result(result)
                 for event_id, source in user.older:
-                    superseded = _superseded(user, event_id, source)
+                    superseded = superseded_result(
+                        event_id, user.event, source=source, mode=Mode.REPLAY
+                    )
                     summary.results.append(superseded)
                     await publisher.publish_result(superseded)
             echo(describe(result))
 
         await asyncio.gather(*(one(user) for user in latest.values()))
     return summary
-
-
-def _superseded(user: _Latest, event_id: str, source: SourcePosition) -> SyncResult:
-    return SyncResult(
-        event_id=event_id,
-        user_id=user.event.user_id,
-        outcome=Outcome.SUPERSEDED,
-        detail=f"superseded_by={user.event.id}",
-        source=source,
-        mode=Mode.REPLAY,
-        processed_at=datetime.now(UTC),
-    )
 
 
 def describe(result: SyncResult) -> str:

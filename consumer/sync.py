@@ -105,6 +105,7 @@ class Synchronizer:
             "roles_before": plan.before,
             "attempts": outcome.attempts,
             "escalation": decision.escalation,
+            "detail": decision.detail,
         }
         if not decision.allowed:
             return self._result(
@@ -112,7 +113,6 @@ class Synchronizer:
                 **common,
                 outcome=Outcome.REJECTED,
                 reason=decision.reason,
-                detail=decision.detail,
                 roles_after=plan.before,
             )
         if plan.unchanged:
@@ -121,7 +121,6 @@ class Synchronizer:
                 **common,
                 outcome=Outcome.UNCHANGED,
                 roles_after=plan.before,
-                detail=decision.detail,
             )
         if outcome.payload is None:
             assert plan.preview is not None
@@ -130,7 +129,6 @@ class Synchronizer:
                 **common,
                 outcome=Outcome.DRY_RUN,
                 roles_after=after,
-                detail=decision.detail,
                 payload_sha256=mapping.sha256_hex(plan.preview),
             )
         return self._result(
@@ -138,7 +136,6 @@ class Synchronizer:
             **common,
             outcome=Outcome.SYNCED,
             roles_after=after,
-            detail=decision.detail,
             http_status=outcome.status,
             payload_sha256=mapping.sha256_hex(outcome.payload),
         )
@@ -177,3 +174,24 @@ class Synchronizer:
         return SyncResult.model_validate(
             {**fields, "latency_ms": round(latency_ms, 3), "processed_at": datetime.now(UTC)}
         )
+
+
+def superseded_result(
+    older_id: str,
+    newer: RoleChangeEvent,
+    *,
+    source: SourcePosition,
+    mode: Mode,
+    latency_ms: float = 0.0,
+) -> SyncResult:
+    """The result of an event made moot by a newer event of the same user."""
+    return SyncResult(
+        event_id=older_id,
+        user_id=newer.user_id,
+        outcome=Outcome.SUPERSEDED,
+        detail=f"superseded_by={newer.id}",
+        source=source,
+        mode=mode,
+        latency_ms=round(latency_ms, 3),
+        processed_at=datetime.now(UTC),
+    )

@@ -10,6 +10,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.events import AuditEvent
+from consumer.stream.kafka import partitions_of
 
 
 async def produce(
@@ -47,7 +48,10 @@ class TopicReader:
 
     async def __aenter__(self) -> Self:
         await self._consumer.start()
-        partitions = await self._partitions()
+        partitions = [
+            TopicPartition(self._topic, number)
+            for number in await partitions_of(self._consumer, self._topic)
+        ]
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         return self
@@ -59,18 +63,6 @@ class TopicReader:
         tb: TracebackType | None,
     ) -> None:
         await self._consumer.stop()
-
-    async def _partitions(self) -> list[TopicPartition]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15.0
-        while True:
-            found = self._consumer.partitions_for_topic(self._topic)
-            if found:
-                return [TopicPartition(self._topic, partition) for partition in sorted(found)]
-            if loop.time() > deadline:
-                raise TimeoutError(f"topic {self._topic} has no partitions")
-            await self._consumer.topics()
-            await asyncio.sleep(0.05)
 
     async def poll(self) -> int:
         """Fetch what arrived; return how many records are held in all."""

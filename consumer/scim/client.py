@@ -232,7 +232,6 @@ class ScimClient:
 
     async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
         """Read, plan and write one user until it succeeds or fails for good; never skips."""
-        user_path(user_id)
         attempts = 0
         async for attempt in stamina.retry_context(
             on=retry_backoff(self._retry),

@@ -26,7 +26,7 @@ from consumer.observability.outcomes import record_result
 from consumer.stream.dispatcher import KeyedDispatcher
 from consumer.stream.offsets import OffsetTracker
 from consumer.stream.publisher import AuditPublisher, DeadLetter
-from consumer.sync import Synchronizer
+from consumer.sync import Synchronizer, superseded_result
 
 log = structlog.get_logger(__name__)
 
@@ -240,15 +240,12 @@ class StreamConsumer:
         """Audit an event that a newer one of the same user made moot."""
         assert older.event is not None
         assert newer.event is not None
-        result = SyncResult(
-            event_id=older.event.id,
-            user_id=older.event.user_id,
-            outcome=Outcome.SUPERSEDED,
-            detail=f"superseded_by={newer.event.id}",
+        result = superseded_result(
+            older.event.id,
+            newer.event,
             source=older.source,
             mode=self._mode,
-            latency_ms=round((self._clock() - older.received_at) * 1000.0, 3),
-            processed_at=_utcnow(),
+            latency_ms=(self._clock() - older.received_at) * 1000.0,
         )
         # Published in the background: awaiting each acknowledgement here would hold the
         # newest event's slot, and a burst of a user's events makes many of these at once.
@@ -282,7 +279,7 @@ class StreamConsumer:
             source=item.source,
             mode=self._mode,
             latency_ms=round((self._clock() - item.received_at) * 1000.0, 3),
-            processed_at=_utcnow(),
+            processed_at=datetime.now(UTC),
         )
 
     async def _publish(self, item: WorkItem, result: SyncResult) -> None:
@@ -384,7 +381,3 @@ async def _until_acknowledged(send: Callable[[P], Awaitable[None]], payload: P) 
     ):
         with attempt:
             await send(payload)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

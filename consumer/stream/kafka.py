@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
+from consumer.errors import ConfigurationError
 from consumer.settings import SecurityProtocol, Settings
 
 
@@ -49,3 +51,19 @@ def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         request_timeout_ms=30_000,
         retry_backoff_ms=200,
     )
+
+
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topic: str, *, within: float = 15.0
+) -> list[int]:
+    """A topic's partition numbers, waiting (bounded) for metadata a new topic may still lack."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return sorted(found)
+        if loop.time() > deadline:
+            raise ConfigurationError(f"topic {topic} does not exist or has no partitions")
+        await consumer.topics()
+        await asyncio.sleep(0.05)
