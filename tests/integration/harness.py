@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from consumer.observability.http import HealthState
 from consumer.sandbox.server import SimulatorServer
@@ -186,3 +188,30 @@ class ServiceProcess:
             self.process.kill()
             self.process.wait()
         self._output.close()
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, within: float, what: str = "the condition"
+) -> None:
+    """Poll `condition` every 50 ms until it holds; TimeoutError naming `what` after `within` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def logged(output: str, event: str) -> list[dict[str, Any]]:
+    """The JSON log lines of one event in what a service process printed."""
+    lines = []
+    for line in output.splitlines():
+        if not (line.startswith("{") and f'"{event}"' in line):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # the last line of a killed process may be cut short
+        if entry.get("event") == event:
+            lines.append(entry)
+    return lines

@@ -9,12 +9,11 @@ secret, the access key secret and every access token the simulator issued.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.tokens import Credentials, IssuedToken
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, make_pipeline
+from tests.integration.harness import ServiceProcess, logged, make_pipeline
 
 USERS = [f"u-{n}" for n in range(6)]
 
@@ -94,27 +93,6 @@ def second_batch() -> list[tuple[bytes | None, bytes]]:
         (user_id.encode(), event(user_id, f"b-{user_id}", "agent_digital", "reporting_viewer"))
         for user_id in USERS
     ]
-
-
-def logged(output: str, name: str) -> list[dict[str, Any]]:
-    """The JSON log lines of one event in a process's output."""
-    entries = []
-    for line in output.splitlines():
-        if line.startswith("{") and f'"{name}"' in line:
-            entry = json.loads(line)
-            if entry.get("event") == name:
-                entries.append(entry)
-    return entries
-
-
-async def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    """Poll `condition` every 50 ms until it holds; TimeoutError after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:

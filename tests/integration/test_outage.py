@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -15,7 +13,7 @@ from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
-from tests.integration.harness import make_pipeline, running_service
+from tests.integration.harness import make_pipeline, running_service, wait_until
 
 # Failed probes to wait for while CXone stays down: with the probe interval doubling from
 # 0.2 s, four of them keep the circuit open for about three seconds.
@@ -41,16 +39,6 @@ def role_change(user_id: str, event_id: str, *roles: str) -> tuple[bytes, bytes]
 def circuit_gauge() -> float | None:
     """The value of `cxone_sync_circuit_open` right now."""
     return REGISTRY.get_sample_value("cxone_sync_circuit_open")
-
-
-async def wait_for(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    """Poll `condition` until it holds; after `within` seconds fail naming `what`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def unavailable_since(simulator: CxoneSimulator, index: int) -> int:
@@ -98,7 +86,7 @@ async def test_long_outage_opens_the_circuit_holds_work_and_applies_every_event(
                 pipeline.input_topic,
                 [role_change(user_id, f"evt-b-{user_id}", "agent_digital") for user_id in stranded],
             )
-            await wait_for(lambda: circuit_gauge() == 1.0, within=60, what="the circuit to open")
+            await wait_until(lambda: circuit_gauge() == 1.0, within=60, what="the circuit to open")
             assert service.health.not_ready_reason() == "circuit_open"
             opened_at = len(simulator.requests)
             # Second events for the early users, produced while the service holds its partitions.
@@ -110,7 +98,7 @@ async def test_long_outage_opens_the_circuit_holds_work_and_applies_every_event(
                     for user_id in early
                 ],
             )
-            await wait_for(
+            await wait_until(
                 lambda: unavailable_since(simulator, opened_at) >= FAILED_PROBES,
                 within=60,
                 what="the circuit's probes to fail",
@@ -122,7 +110,7 @@ async def test_long_outage_opens_the_circuit_holds_work_and_applies_every_event(
 
             total = len(early) * 2 + len(stranded)
             results = await audit.wait_for_results(total, within=120)
-            await wait_for(lambda: circuit_gauge() == 0.0, within=30, what="the circuit to close")
+            await wait_until(lambda: circuit_gauge() == 0.0, within=30, what="the circuit to close")
             assert service.health.not_ready_reason() is None
             await service.shutdown()
 

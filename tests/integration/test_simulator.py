@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.throttle import RetryAfterStyle
 from tests.conftest import TEST_CREDENTIALS, ManualClock
+from tests.integration.harness import wait_until
 
 USER_ID = "u-1001"
 NICE_URN = "urn:ietf:params:scim:schemas:extension:nice:2.0:User"
@@ -72,15 +73,6 @@ def seed_jdoe(simulator: CxoneSimulator, user_id: str = USER_ID) -> dict[str, An
         login_authenticator="SAML-Okta",
         roles=[("agent_basic", "Standard Agent", True), ("supervisor", "Supervisor", False)],
     )
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll `condition` until it holds, failing after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 # Discovery and tokens
@@ -433,7 +425,7 @@ async def test_timeout_fault_holds_past_the_client_timeout(
     with pytest.raises(httpx.ReadTimeout):
         await http.get(user_url, headers=headers, timeout=0.2)
     record = simulator.requests[-1]
-    await wait_until(lambda: record.finished)
+    await wait_until(lambda: record.finished, within=5.0)
     assert (record.fault, record.status) == ("timeout", None)
     assert (await http.get(user_url, headers=headers)).status_code == 200
 
@@ -492,7 +484,7 @@ async def test_latency_holds_a_request_while_others_pass(
     user_url = f"{simulator_server.scim_base_url}/Users/{USER_ID}"
     simulator.set_latency(1.0)
     slow = asyncio.create_task(http.get(user_url, headers=headers))
-    await wait_until(lambda: simulator.requests[-1].path.endswith(USER_ID))
+    await wait_until(lambda: simulator.requests[-1].path.endswith(USER_ID), within=5.0)
     slow_record = simulator.requests[-1]
     simulator.set_latency(0.0)
     prompt = await http.get(user_url, headers=headers)
@@ -640,7 +632,7 @@ async def test_stopping_releases_held_requests(http: httpx.AsyncClient) -> None:
         held = asyncio.create_task(
             http.get(f"{server.scim_base_url}/Users/{USER_ID}", headers=headers, timeout=30)
         )
-        await wait_until(lambda: simulator.requests[-1].fault == "timeout")
+        await wait_until(lambda: simulator.requests[-1].fault == "timeout", within=5.0)
     finally:
         await asyncio.wait_for(server.stop(), timeout=5)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):

@@ -13,7 +13,7 @@ import json
 import random
 import signal
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, make_pipeline
+from tests.integration.harness import ServiceProcess, logged, make_pipeline
 
 ROLES = (
     "agent_voice",
@@ -207,31 +207,6 @@ def expected_commits(produced: Iterable[Position], partitions: int) -> dict[int,
         current = ends[partition]
         ends[partition] = max(offset + 1, current or 0)
     return ends
-
-
-def logged(output: str, event: str) -> list[dict[str, Any]]:
-    """The JSON log lines of one event in what a service process printed."""
-    lines = []
-    for line in output.splitlines():
-        if not (line.startswith("{") and f'"{event}"' in line):
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # the last line of a killed process may be cut short
-        if entry.get("event") == event:
-            lines.append(entry)
-    return lines
-
-
-async def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    """Poll `condition` every 50 ms until it holds; TimeoutError after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -16,7 +16,14 @@ from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.request_log import RequestRecord
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, fast_tuning, make_pipeline, running_service
+from tests.integration.harness import (
+    ServiceProcess,
+    fast_tuning,
+    logged,
+    make_pipeline,
+    running_service,
+    wait_until,
+)
 from tests.integration.test_stream_crash import (
     EventProducer,
     RoleEvent,
@@ -25,11 +32,9 @@ from tests.integration.test_stream_crash import (
     cxone_roles,
     expected_commits,
     last_roles,
-    logged,
     produce_events,
     seed_users,
     user_ids,
-    wait_until,
     workload,
 )
 

@@ -12,7 +12,14 @@ from consumer.events import Outcome
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, fast_tuning, make_pipeline, running_service
+from tests.integration.harness import (
+    ServiceProcess,
+    fast_tuning,
+    logged,
+    make_pipeline,
+    running_service,
+    wait_until,
+)
 from tests.integration.test_stream_crash import (
     EventProducer,
     RoleEvent,
@@ -21,10 +28,8 @@ from tests.integration.test_stream_crash import (
     cxone_roles,
     expected_commits,
     last_roles,
-    logged,
     seed_users,
     user_ids,
-    wait_until,
     workload,
     written_roles,
 )

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -31,7 +31,7 @@ from consumer.webhook import (
     sign,
 )
 from tests.conftest import TEST_CREDENTIALS, Topics
-from tests.integration.harness import EXAMPLE_POLICY, make_pipeline, running_service
+from tests.integration.harness import EXAMPLE_POLICY, make_pipeline, running_service, wait_until
 
 SECRET = "whsec-5f0c1f6e9b2d4a7c8e3f"
 FAST = DeliveryPolicy(attempts=5, wait_initial=0.01, wait_max=0.05, wait_jitter=0.0, timeout=5.0)
@@ -131,15 +131,6 @@ def failures() -> float:
     return REGISTRY.get_sample_value("cxone_sync_webhook_failures_total") or 0.0
 
 
-async def wait_for(condition: Callable[[], bool], *, within: float = 15.0) -> None:
-    """Poll `condition` until it holds; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def notifier(http: httpx.AsyncClient, receiver: Receiver, **options: int) -> WebhookNotifier:
     """A notifier for the receiver with quick retries."""
     return WebhookNotifier(http, receiver.url, SecretStr(SECRET), policy=FAST, **options)
@@ -154,7 +145,7 @@ async def test_delivers_the_audit_event_signed_over_its_exact_bytes(
     await hook.start()
 
     hook.notify(result(3))
-    await wait_for(lambda: len(receiver.bodies) == 1)
+    await wait_until(lambda: len(receiver.bodies) == 1, within=15.0)
     await hook.aclose()
 
     assert receiver.bodies == [audit_event_of(result(3)).model_dump_json().encode()]
@@ -176,7 +167,7 @@ async def test_a_receiver_failing_twice_gets_the_event_once_after_retries(
     await hook.start()
 
     hook.notify(result(1))
-    await wait_for(lambda: len(receiver.bodies) == 1)
+    await wait_until(lambda: len(receiver.bodies) == 1, within=15.0)
     await hook.aclose()
 
     assert receiver.attempts == 3
@@ -197,7 +188,7 @@ async def test_a_receiver_always_failing_drops_the_event_and_counts_it(
 
     with capture_logs() as logs:
         hook.notify(result(2))
-        await wait_for(lambda: failures() == counted + 1)
+        await wait_until(lambda: failures() == counted + 1, within=15.0)
     await hook.aclose()
 
     assert receiver.attempts == 5
@@ -218,7 +209,7 @@ async def test_a_refusal_is_not_retried(http: httpx.AsyncClient, receiver: Recei
     await hook.start()
 
     hook.notify(result(4))
-    await wait_for(lambda: failures() == counted + 1)
+    await wait_until(lambda: failures() == counted + 1, within=15.0)
     await hook.aclose()
 
     assert receiver.attempts == 1
@@ -281,7 +272,7 @@ async def test_close_gives_up_after_its_grace_when_the_receiver_hangs(
 
     for offset in range(3):
         hook.notify(result(offset))
-    await wait_for(lambda: receiver.attempts == 1)
+    await wait_until(lambda: receiver.attempts == 1, within=15.0)
     await hook.aclose(grace=0.2)
 
     assert receiver.bodies == []
@@ -349,11 +340,9 @@ async def test_running_service_posts_every_result_signed(
     )
     settings = pipeline.settings(webhook_url=receiver.url, webhook_secret=SECRET)
     async with running_service(settings) as service:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(receiver.bodies) < 2:
-            assert loop.time() < deadline, "the webhook did not receive both results"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: len(receiver.bodies) >= 2, within=30, what="the webhook to receive both results"
+        )
         await service.shutdown()
     delivered = [AuditEvent.model_validate_json(body) for body in receiver.bodies]
     assert receiver.bad_signatures == 0
