@@ -46,7 +46,11 @@ class RevocationGate:
                     revocations_in_window=guard.count_in_window(self._clock()),
                     max_revocations=guard.max_revocations,
                     window_seconds=guard.window_seconds,
-                    action="revocations held; POST /guard/release on the metrics port to resume",
+                    action=(
+                        "revocations held; to resume, POST /guard/release on the metrics port "
+                        "with 'Authorization: Bearer <ADMIN_TOKEN>', or, when ADMIN_TOKEN is "
+                        "unset, restart the service"
+                    ),
                 )
             waited = True
             self._released.clear()
