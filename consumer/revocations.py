@@ -48,8 +48,9 @@ class RevocationGate:
                     window_seconds=guard.window_seconds,
                     action=(
                         "revocations held; to resume, POST /guard/release on the metrics port "
-                        "with 'Authorization: Bearer <ADMIN_TOKEN>', or, when ADMIN_TOKEN is "
-                        "unset, restart the service"
+                        "with 'Authorization: Bearer <ADMIN_TOKEN>'; with ADMIN_TOKEN unset the "
+                        "release is disabled: restart the service (with ADMIN_TOKEN set to "
+                        "release a burst larger than the guard allows)"
                     ),
                 )
             waited = True
