@@ -205,6 +205,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
             CXONE_CLIENT_ID=credentials.client_id,
             CXONE_ACCESS_KEY_ID=credentials.access_key_id,
             WEBHOOK_URL=webhook.url,
+            METRICS_HOST="127.0.0.1",
             LOG_LEVEL="DEBUG",
             **files,
         )
@@ -227,6 +228,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
                 await produce(pipeline.bootstrap_servers, pipeline.input_topic, second_batch())
                 await audit.wait_for_results(len(first_batch()) + len(second_batch()), within=90)
             [started] = logged(service.output, "service.started")
+            [listening] = logged(service.output, "health.listening")
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{started['metrics_port']}", timeout=10
             ) as http:
@@ -290,6 +292,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
     assert "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set" in bad_runs[3][1]
     assert f"WEBHOOK_SECRET_FILE: cannot read {tmp_path / 'absent'}" in bad_runs[4][1]
     assert (wrong.status_code, right.status_code) == (403, 409)
+    assert listening["host"] == "127.0.0.1"
     assert len(webhook.requests) >= 2
 
     published = [value or b"" for _, value, _ in audit_topic.records + dlq_topic.records] + [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -12,7 +13,12 @@ from structlog.testing import capture_logs
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings
 from consumer.stream import kafka
-from consumer.stream.kafka import FileTokenProvider, connection_options, ssl_context
+from consumer.stream.kafka import (
+    FileTokenProvider,
+    connection_options,
+    ssl_context,
+    verify_broker_tls,
+)
 from tests.tls import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +200,14 @@ async def test_oauthbearer_token_file_that_vanishes_is_a_clear_error(tmp_path: P
     token_file.write_text("\n")
     with pytest.raises(ConfigurationError, match="is empty"):
         await provider.token()
+
+
+async def test_the_tls_check_leaves_plaintext_and_unreachable_brokers_alone() -> None:
+    """No check without TLS; a broker that does not answer is left to the client's retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    plaintext = settings(kafka_bootstrap_servers=f"127.0.0.1:{closed}")
+    tls = settings(kafka_security_protocol="SSL", kafka_bootstrap_servers=f"127.0.0.1:{closed}")
+    assert await verify_broker_tls(plaintext) is None  # type: ignore[func-returns-value]
+    assert await verify_broker_tls(tls, within=2.0) is None  # type: ignore[func-returns-value]
