@@ -79,16 +79,23 @@ def _is_secret(field: FieldInfo) -> bool:
     return field.annotation is SecretStr or SecretStr in get_args(field.annotation)
 
 
-def read_secret_file(setting: str, path: str) -> str:
+class SecretFileProblem:
+    """Why a secret could not be taken from its file; validation reports it under the setting."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def read_secret_file(setting: str, path: str) -> str | SecretFileProblem:
     """The secret held in a file (Docker and Kubernetes secrets), less one trailing newline."""
     name = f"{setting.upper()}{FILE_SUFFIX.upper()}"
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         # strerror, not str(error): the message names the path once and carries no content.
-        raise ValueError(f"{name}: cannot read {path}: {error.strerror or 'unreadable'}") from None
+        return SecretFileProblem(f"cannot read {name} {path}: {error.strerror or 'unreadable'}")
     except UnicodeDecodeError:
-        raise ValueError(f"{name}: {path} is not UTF-8 text") from None
+        return SecretFileProblem(f"{name} {path} is not UTF-8 text")
     if text.endswith("\r\n"):
         return text[:-2]
     return text.removesuffix("\n")
@@ -202,10 +209,19 @@ class Settings(BaseSettings):
             if path is None or path == "":
                 continue
             if values.get(name) not in (None, ""):
-                upper = name.upper()
-                raise ValueError(f"{upper} and {upper}_FILE are both set; set only one")
-            values[name] = read_secret_file(name, str(path))
+                file_name = f"{name.upper()}{FILE_SUFFIX.upper()}"
+                values[name] = SecretFileProblem(f"also set as {file_name}; set only one")
+            else:
+                values[name] = read_secret_file(name, str(path))
         return values
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _secret_file_problem(cls, value: Any) -> Any:
+        # Reported as an error of the setting itself, beside any other setting's error.
+        if isinstance(value, SecretFileProblem):
+            raise ValueError(value.reason)
+        return value
 
     @field_validator("cxone_scim_base_url")
     @classmethod

@@ -145,55 +145,34 @@ async def tls_broker(
         await proxy.stop()
 
 
-def tls_settings(
-    broker: TlsBroker, server: SimulatorServer, *, cafile: Path, **extra: object
-) -> Settings:
-    """Settings pointing the service at the TLS broker and the simulator."""
+def tls_environment(
+    broker: TlsBroker, server: SimulatorServer, *, cafile: Path, **extra: str
+) -> dict[str, str]:
+    """The environment pointing the service at the TLS broker and the simulator."""
     suffix = os.urandom(4).hex()
-    fields: dict[str, object] = {
-        "kafka_bootstrap_servers": broker.bootstrap_servers,
-        "kafka_security_protocol": "SSL",
-        "kafka_ssl_cafile": cafile,
-        "kafka_input_topic": f"input.tls.{suffix}",
-        "kafka_audit_topic": f"audit.tls.{suffix}",
-        "kafka_dlq_topic": f"dlq.tls.{suffix}",
-        "kafka_group_id": f"group.tls.{suffix}",
-        "cxone_scim_base_url": server.scim_base_url,
-        "cxone_token_url": server.token_url,
-        "cxone_client_id": TEST_CREDENTIALS.client_id,
-        "cxone_client_secret": TEST_CREDENTIALS.client_secret,
-        "policy_file": EXAMPLE_POLICY,
-        "metrics_port": 0,
-    }
-    fields.update(extra)
-    return load_settings(**fields)
-
-
-def environment_of(settings: Settings) -> dict[str, str]:
-    """The environment a `run` process needs to read the same settings."""
-    names = {
-        "kafka_bootstrap_servers",
-        "kafka_security_protocol",
-        "kafka_ssl_cafile",
-        "kafka_input_topic",
-        "kafka_audit_topic",
-        "kafka_dlq_topic",
-        "kafka_group_id",
-        "cxone_scim_base_url",
-        "cxone_token_url",
-        "cxone_client_id",
-        "policy_file",
-        "metrics_port",
-    }
     environment = {
-        name.upper(): str(getattr(settings, name).value)
-        if hasattr(getattr(settings, name), "value")
-        else str(getattr(settings, name))
-        for name in names
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CAFILE": str(cafile),
+        "KAFKA_INPUT_TOPIC": f"input.tls.{suffix}",
+        "KAFKA_AUDIT_TOPIC": f"audit.tls.{suffix}",
+        "KAFKA_DLQ_TOPIC": f"dlq.tls.{suffix}",
+        "KAFKA_GROUP_ID": f"group.tls.{suffix}",
+        "CXONE_SCIM_BASE_URL": server.scim_base_url,
+        "CXONE_TOKEN_URL": server.token_url,
+        "CXONE_CLIENT_ID": TEST_CREDENTIALS.client_id,
+        "CXONE_CLIENT_SECRET": TEST_CREDENTIALS.client_secret,
+        "POLICY_FILE": str(EXAMPLE_POLICY),
+        "METRICS_PORT": "0",
+        "LOG_FORMAT": "json",
     }
-    environment["CXONE_CLIENT_SECRET"] = settings.cxone_client_secret.get_secret_value()
-    environment["LOG_FORMAT"] = "json"
+    environment.update(extra)
     return environment
+
+
+def settings_of(environment: dict[str, str]) -> Settings:
+    """The settings the service reads from this environment."""
+    return load_settings(**{name.lower(): value for name, value in environment.items()})
 
 
 async def create_topics_over_tls(settings: Settings) -> None:
@@ -203,15 +182,12 @@ async def create_topics_over_tls(settings: Settings) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 1, 1) for name in names])
-        listed: set[str] = set()
-
-        async def refresh() -> None:
-            listed.update(await admin.list_topics())
-
+        # Tansu lists a new topic a moment after it created it; bounded by the deadline.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
+        listed: set[str] = set()
         while not set(names) <= listed and loop.time() < deadline:
-            await refresh()
+            listed = set(await admin.list_topics())
         assert set(names) <= listed
     finally:
         await admin.close()
@@ -291,7 +267,7 @@ async def test_the_service_works_end_to_end_over_verified_tls(
 ) -> None:
     """With the CA that signed the broker's certificate, events flow through TLS to CXone."""
     async with tls_broker(tmp_path) as broker:
-        settings = tls_settings(broker, simulator_server, cafile=broker.ca.certfile)
+        settings = settings_of(tls_environment(broker, simulator_server, cafile=broker.ca.certfile))
         audit = await run_one_event_end_to_end(settings, simulator_server)
         relayed = broker.proxy.relayed
     assert audit.data.user_id == "u-tls-1"
@@ -308,13 +284,15 @@ async def test_a_client_certificate_the_broker_requires_is_presented(
     client = client_ca.issue("role-sync", client=True, key_password=KEY_PASSWORD)
     async with tls_broker(tmp_path, client_ca=client_ca.certfile) as broker:
         without = await handshake_and_read(broker, cafile=broker.ca.certfile)
-        settings = tls_settings(
-            broker,
-            simulator_server,
-            cafile=broker.ca.certfile,
-            kafka_ssl_certfile=client.certfile,
-            kafka_ssl_keyfile=client.keyfile,
-            kafka_ssl_key_password=KEY_PASSWORD,
+        settings = settings_of(
+            tls_environment(
+                broker,
+                simulator_server,
+                cafile=broker.ca.certfile,
+                KAFKA_SSL_CERTFILE=str(client.certfile),
+                KAFKA_SSL_KEYFILE=str(client.keyfile),
+                KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD,
+            )
         )
         audit = await run_one_event_end_to_end(settings, simulator_server)
     # The proxy really does insist: a client without a certificate is cut off.
@@ -357,8 +335,8 @@ async def test_a_certificate_that_does_not_verify_stops_run_with_one_line(
             if case == "another_ca"
             else broker.ca.certfile
         )
-        settings = tls_settings(broker, simulator_server, cafile=cafile)
-        process = ServiceProcess(environment_of(settings)).start()
+        environment = tls_environment(broker, simulator_server, cafile=cafile)
+        process = ServiceProcess(environment).start()
         try:
             code = await process.wait_async(60)
             output = process.output

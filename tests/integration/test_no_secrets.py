@@ -289,8 +289,8 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
     assert "CXONE_SCIM_BASE_URL" in bad_runs[0][1]
     assert "METRICS_PORT" in bad_runs[1][1]
     assert "CXONE_HTTP_TRANSPORT" in bad_runs[2][1]
-    assert "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set" in bad_runs[3][1]
-    assert f"WEBHOOK_SECRET_FILE: cannot read {tmp_path / 'absent'}" in bad_runs[4][1]
+    assert "ADMIN_TOKEN: also set as ADMIN_TOKEN_FILE" in bad_runs[3][1]
+    assert f"cannot read WEBHOOK_SECRET_FILE {tmp_path / 'absent'}" in bad_runs[4][1]
     assert (wrong.status_code, right.status_code) == (403, 409)
     assert listening["host"] == "127.0.0.1"
     assert len(webhook.requests) >= 2

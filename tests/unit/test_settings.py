@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from consumer.errors import ConfigurationError
 from consumer.settings import (
@@ -425,7 +425,7 @@ def test_a_secret_and_its_file_together_are_refused(
     environment.setenv(name, "from-the-environment-77ab")
     environment.setenv(f"{name}_FILE", str(secret))
     message = configuration_error()
-    assert message == (f"configuration error: {name} and {name}_FILE are both set; set only one")
+    assert message == f"configuration error: {name}: also set as {name}_FILE; set only one"
 
 
 def test_a_missing_secret_file_names_the_setting_and_the_path(
@@ -435,7 +435,8 @@ def test_a_missing_secret_file_names_the_setting_and_the_path(
     missing = tmp_path / "no-such-secret"
     environment.setenv("ADMIN_TOKEN_FILE", str(missing))
     assert configuration_error() == (
-        f"configuration error: ADMIN_TOKEN_FILE: cannot read {missing}: No such file or directory"
+        f"configuration error: ADMIN_TOKEN: cannot read ADMIN_TOKEN_FILE {missing}: "
+        "No such file or directory"
     )
 
 
@@ -444,7 +445,8 @@ def test_a_directory_is_no_secret_file(environment: pytest.MonkeyPatch, tmp_path
     environment.delenv("CXONE_CLIENT_SECRET")
     environment.setenv("CXONE_CLIENT_SECRET_FILE", str(tmp_path))
     assert configuration_error() == (
-        f"configuration error: CXONE_CLIENT_SECRET_FILE: cannot read {tmp_path}: Is a directory"
+        f"configuration error: CXONE_CLIENT_SECRET: cannot read CXONE_CLIENT_SECRET_FILE "
+        f"{tmp_path}: Is a directory"
     )
 
 
@@ -457,7 +459,10 @@ def test_an_unreadable_secret_file_never_shows_its_content(
     secret.write_bytes(b"\xffsecret-bytes-a81c\xfe")
     environment.setenv("CXONE_CLIENT_SECRET_FILE", str(secret))
     message = configuration_error()
-    assert message == (f"configuration error: CXONE_CLIENT_SECRET_FILE: {secret} is not UTF-8 text")
+    assert message == (
+        f"configuration error: CXONE_CLIENT_SECRET: CXONE_CLIENT_SECRET_FILE {secret} "
+        "is not UTF-8 text"
+    )
     assert "secret-bytes" not in message
 
 
@@ -564,3 +569,17 @@ def test_transport_and_admin_settings_that_cannot_work_are_refused(
             value = str(path)
         environment.setenv(name, value)
     assert configuration_error().startswith(f"configuration error: {expected}")
+
+
+def test_a_secret_file_problem_is_reported_like_any_bad_setting(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file problem is an error of its own setting, found beside another setting's error."""
+    environment.setenv("WEBHOOK_SECRET_FILE", str(tmp_path / "absent"))
+    environment.setenv("SYNC_MAX_CONCURRENCY", "many")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert {(error["loc"], error["type"]) for error in caught.value.errors()} == {
+        (("sync_max_concurrency",), "int_parsing"),
+        (("webhook_secret",), "value_error"),
+    }
