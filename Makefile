@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format types unit integration schemas bench clean
+.PHONY: demo test lint format types unit integration schemas bench lock audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ schemas: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# The exact versions the image installs, resolved from pyproject.toml for Python 3.11 (the
+# image's). Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves them forward.
+lock: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links $(LOCK_ARGS) --output-file requirements.lock pyproject.toml
+
+# Known vulnerabilities in the locked versions; needs the advisory service, so not in `make test`.
+# --strict: a dependency that could not be audited fails the audit too.
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --strict --disable-pip --no-deps --requirement requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -42,14 +42,9 @@ def _configure_logging(settings: Settings) -> None:
     from consumer.observability.logging import configure_logging, register_secret
 
     configure_logging(settings.log_level.value, settings.log_format.value)
-    for secret in (
-        settings.cxone_client_secret,
-        settings.cxone_access_key_secret,
-        settings.kafka_sasl_password,
-        settings.webhook_secret,
-    ):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
+    # Every secret setting, however it was given: a new one is covered the day it is declared.
+    for secret in settings.secrets():
+        register_secret(secret)
     # Webhook URLs often carry their own token (chat incoming webhooks do).
     register_secret(settings.webhook_url)
 

@@ -131,7 +131,7 @@ def parse_event(value: bytes | None) -> RoleChangeEvent:
     if value is None:
         raise InvalidEvent("invalid_json", "record has no value (tombstone)")
     try:
-        return RoleChangeEvent.model_validate_json(value)
+        return RoleChangeEvent.model_validate_json(value, strict=True)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
             raise InvalidEvent("invalid_json", _first_error(error)) from error

@@ -46,7 +46,12 @@ class RevocationGate:
                     revocations_in_window=guard.count_in_window(self._clock()),
                     max_revocations=guard.max_revocations,
                     window_seconds=guard.window_seconds,
-                    action="revocations held; POST /guard/release on the metrics port to resume",
+                    action=(
+                        "revocations held; to resume, POST /guard/release on the metrics port "
+                        "with 'Authorization: Bearer <ADMIN_TOKEN>'; with ADMIN_TOKEN unset the "
+                        "release is disabled: restart the service (with ADMIN_TOKEN set to "
+                        "release a burst larger than the guard allows)"
+                    ),
                 )
             waited = True
             self._released.clear()

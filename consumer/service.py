@@ -26,7 +26,7 @@ from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, ins
 from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import Settings
 from consumer.stream.consumer import FlowLimits, StreamConsumer
-from consumer.stream.kafka import build_producer, connection_options
+from consumer.stream.kafka import build_producer, connection_options, verify_broker_tls
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
@@ -40,7 +40,8 @@ class Tuning:
 
     retry: RetryPolicy | None = None
     limits: FlowLimits | None = None
-    metrics_host: str = "0.0.0.0"  # noqa: S104 - the metrics port is meant to be scraped
+    # Overrides METRICS_HOST when set (tests and the demo bind loopback only).
+    metrics_host: str | None = None
     circuit_probe_interval: float = 5.0
     lag_interval: float = 5.0
     # aiokafka's defaults; tests shorten them because some brokers only notice a departed
@@ -128,9 +129,10 @@ async def run_service(
         # Health first: liveness must answer while the broker or CXone is still slow to reach.
         server = HealthServer(
             health,
-            host=tuning.metrics_host,
+            host=tuning.metrics_host or settings.metrics_host,
             port=settings.metrics_port,
             release_guard=gate.release,
+            admin_token=settings.admin_token,
         )
         await server.start()
         stack.push_async_callback(server.stop)
@@ -144,6 +146,7 @@ async def run_service(
             tuning.limits or FlowLimits(), shutdown_grace=settings.sync_shutdown_grace_seconds
         )
 
+        await verify_broker_tls(settings)
         producer = build_producer(settings, client_id=client_id)
         await producer.start()
         stack.push_async_callback(producer.stop)

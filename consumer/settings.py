@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from consumer.errors import ConfigurationError
 
@@ -66,6 +72,52 @@ def require_safe_url(url: str) -> str:
     raise ValueError("must be an https URL (http is allowed only for 127.0.0.1/localhost)")
 
 
+FILE_SUFFIX = "_file"
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+
+
+class SecretFileProblem:
+    """Why a secret could not be taken from its file; validation reports it under the setting."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def read_secret_file(setting: str, path: str) -> str | SecretFileProblem:
+    """The secret held in a file (Docker and Kubernetes secrets), less one trailing newline."""
+    name = f"{setting.upper()}{FILE_SUFFIX.upper()}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        # strerror, not str(error): the message names the path once and carries no content.
+        return SecretFileProblem(f"cannot read {name} {path}: {error.strerror or 'unreadable'}")
+    except UnicodeDecodeError:
+        return SecretFileProblem(f"{name} {path} is not UTF-8 text")
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """Passes `<NAME>_FILE` environment variables of every secret setting on to validation."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` reads every secret's file variable at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            key = f"{name}{FILE_SUFFIX}"
+            if _is_secret(field) and key in environment:
+                found[key] = environment[key]
+        return found
+
+
 class Settings(BaseSettings):
     """Every setting of the service; environment variable names are the contract."""
 
@@ -83,6 +135,10 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_sasl_oauth_token_file: Path | None = None
 
     cxone_scim_base_url: str
     cxone_token_url: str | None = None
@@ -102,6 +158,10 @@ class Settings(BaseSettings):
     policy_file: Path
 
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400
+    # A scraper in another container must reach the port, so every interface by default.
+    metrics_host: Annotated[str, Field(min_length=1)] = "0.0.0.0"  # noqa: S104
+    admin_token: SecretStr | None = None
+    approval_hmac_key: SecretStr | None = None
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
 
@@ -109,6 +169,59 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     tansu_bin: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, plus the `<NAME>_FILE` variables of the secret settings."""
+        return (
+            init_settings,
+            SecretFilesSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @classmethod
+    def secret_fields(cls) -> tuple[str, ...]:
+        """The names of every secret setting (each may also come from `<NAME>_FILE`)."""
+        return tuple(name for name, field in cls.model_fields.items() if _is_secret(field))
+
+    def secrets(self) -> list[SecretStr]:
+        """The value of every secret setting that is set (for log redaction)."""
+        values = (getattr(self, name) for name in self.secret_fields())
+        return [value for value in values if isinstance(value, SecretStr)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        values = dict(data)
+        for name in cls.secret_fields():
+            path = values.pop(f"{name}{FILE_SUFFIX}", None)
+            if path is None or path == "":
+                continue
+            if values.get(name) not in (None, ""):
+                file_name = f"{name.upper()}{FILE_SUFFIX.upper()}"
+                values[name] = SecretFileProblem(f"also set as {file_name}; set only one")
+            else:
+                values[name] = read_secret_file(name, str(path))
+        return values
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _secret_file_problem(cls, value: Any) -> Any:
+        # Reported as an error of the setting itself, beside any other setting's error.
+        if isinstance(value, SecretFileProblem):
+            raise ValueError(value.reason)
+        return value
 
     @field_validator("cxone_scim_base_url")
     @classmethod
@@ -128,7 +241,13 @@ class Settings(BaseSettings):
         AnyHttpUrl(value)
         return require_safe_url(value)
 
-    @field_validator("cxone_client_secret", "cxone_access_key_secret", "kafka_sasl_password")
+    @field_validator(
+        "cxone_client_secret",
+        "cxone_access_key_secret",
+        "kafka_sasl_password",
+        "kafka_ssl_key_password",
+        "admin_token",
+    )
     @classmethod
     def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
@@ -152,7 +271,36 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
+        self._consistent_transport_security()
         return self
+
+    def _consistent_transport_security(self) -> None:
+        """Mutual TLS and SASL settings that cannot work as given stop start-up here."""
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_keyfile is None:
+            raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEYFILE")
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file: {path}")
+        mechanism = self.kafka_sasl_mechanism
+        if mechanism is SaslMechanism.OAUTHBEARER:
+            if self.kafka_sasl_oauth_token_file is None:
+                raise ValueError(
+                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE"
+                )
+            if not self.kafka_sasl_oauth_token_file.is_file():
+                raise ValueError(
+                    f"KAFKA_SASL_OAUTH_TOKEN_FILE: no such file: {self.kafka_sasl_oauth_token_file}"
+                )
+        elif mechanism is not None and (
+            self.kafka_sasl_username is None or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM={mechanism.value} needs KAFKA_SASL_USERNAME "
+                "and KAFKA_SASL_PASSWORD"
+            )
 
     @property
     def uses_password_grant(self) -> bool:

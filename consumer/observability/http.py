@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -10,6 +11,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from pydantic import SecretStr
 
 from consumer.observability.metrics import CIRCUIT_OPEN, GUARD_TRIPPED, REGISTRY
 
@@ -19,6 +21,12 @@ log = structlog.get_logger(__name__)
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104
 
 GuardRelease = Callable[[], bool] | Callable[[], Awaitable[bool]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# What an HTML form can send cross-site without a CORS preflight: such a request never acts.
+FORM_CONTENT_TYPES = frozenset(
+    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+)
 
 
 class HealthState:
@@ -74,9 +82,11 @@ class HealthServer:
         host: str = DEFAULT_HOST,
         port: int = 9400,
         release_guard: GuardRelease | None = None,
+        admin_token: SecretStr | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.state = state
+        self._admin_token = admin_token
         self.host = host
         self._requested_port = port
         self._release_guard = release_guard
@@ -90,7 +100,7 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_post("/guard/release", self._guard_release)
+        app.router.add_post("/guard/release", self._admin(self._guard_release))
         return app
 
     @property
@@ -156,6 +166,48 @@ class HealthServer:
             body = {"ready": False, "reason": reason, "guard_tripped": self.state.guard_tripped}
             return web.json_response(body, status=503)
         return web.json_response({"ready": True, "guard_tripped": self.state.guard_tripped})
+
+    def _admin(self, action: Handler) -> Handler:
+        """Wrap an admin action: it runs only for a bearer of ADMIN_TOKEN, never for a form."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            refusal = self._refuse_admin(request)
+            if refusal is not None:
+                log.warning(
+                    "admin.refused",
+                    path=request.path,
+                    status=refusal.status,
+                    remote=request.remote,
+                )
+                return refusal
+            return await action(request)
+
+        return guarded
+
+    def _refuse_admin(self, request: web.Request) -> web.Response | None:
+        """The answer to an admin request that must not act, or None when it may."""
+        if self._admin_token is None:
+            return web.json_response(
+                {
+                    "error": "admin_disabled",
+                    "detail": "admin actions need ADMIN_TOKEN; without it, restart to release",
+                },
+                status=404,
+            )
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type in FORM_CONTENT_TYPES:
+            return web.json_response({"error": "form_content_type_refused"}, status=415)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return web.json_response(
+                {"error": "unauthorized"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="cxone-role-sync admin"'},
+            )
+        expected = self._admin_token.get_secret_value().encode()
+        if not hmac.compare_digest(given.strip().encode(errors="replace"), expected):
+            return web.json_response({"error": "forbidden"}, status=403)
+        return None
 
     async def _guard_release(self, request: web.Request) -> web.Response:
         if self._release_guard is None:

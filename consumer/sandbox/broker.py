@@ -109,8 +109,11 @@ class EmbeddedBroker:
         port: int = 0,
         startup_timeout: float = 15.0,
         stop_timeout: float = 2.0,
+        advertised: str | None = None,
     ) -> None:
         self.binary = binary
+        # `host:port` the broker tells clients to use, when something (a TLS proxy) sits between.
+        self.advertised = advertised
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -144,6 +147,7 @@ class EmbeddedBroker:
         if self.port == 0:
             self.port = _free_port(self.host)
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
         self._output = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603 - a fixed argument list, no shell
             [
@@ -152,7 +156,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],

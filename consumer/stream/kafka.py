@@ -3,36 +3,171 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
 import ssl
+from pathlib import Path
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.helpers import create_ssl_context
+from aiokafka.abc import AbstractTokenProvider
 
 from consumer.errors import ConfigurationError
-from consumer.settings import SecurityProtocol, Settings
+from consumer.settings import SaslMechanism, SecurityProtocol, Settings
+
+log = structlog.get_logger(__name__)
+
+TLS_PROTOCOLS = frozenset({SecurityProtocol.SSL, SecurityProtocol.SASL_SSL})
+DEFAULT_KAFKA_PORT = 9092
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Bootstrap servers, TLS and SASL options shared by consumers, producers and admin clients."""
+    protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "security_protocol": settings.kafka_security_protocol.value,
+        "security_protocol": protocol.value,
     }
-    if settings.kafka_security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
-        options["ssl_context"] = _ssl_context(settings)
-    if settings.kafka_sasl_mechanism is not None:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism.value
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if protocol in TLS_PROTOCOLS:
+        options["ssl_context"] = ssl_context(settings)
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism is None or not protocol.startswith("SASL"):
+        return options
+    if protocol is SecurityProtocol.SASL_PLAINTEXT:
+        _warn_cleartext(mechanism.value)
+    options["sasl_mechanism"] = mechanism.value
+    if mechanism is SaslMechanism.OAUTHBEARER:
+        # Settings refuse OAUTHBEARER without a token file.
+        assert settings.kafka_sasl_oauth_token_file is not None
+        options["sasl_oauth_token_provider"] = FileTokenProvider(
+            settings.kafka_sasl_oauth_token_file
+        )
+        return options
+    options["sasl_plain_username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password is not None:
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return options
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext:
-    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-    context: ssl.SSLContext = create_ssl_context(cafile=cafile)
+@functools.cache
+def _warn_cleartext(mechanism: str) -> None:
+    # Once per process: every client built from the settings would say it again.
+    log.warning(
+        "kafka.sasl_plaintext",
+        mechanism=mechanism,
+        risk="SASL_PLAINTEXT sends the SASL credentials and every record in clear; use SASL_SSL",
+    )
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A client TLS context: the CA to trust, host-name verification on, the client certificate."""
+    cafile = settings.kafka_ssl_cafile
+    try:
+        # Without a CA file the system's trust store decides.
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(cafile) if cafile else None
+        )
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigurationError(
+            f"configuration error: KAFKA_SSL_CAFILE: {cafile} holds no usable CA certificate "
+            f"({_reason(error)})"
+        ) from None
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.kafka_ssl_certfile is not None:
+        password = settings.kafka_ssl_key_password
+        try:
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile),
+                password=password.get_secret_value() if password else None,
+            )
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigurationError(
+                "configuration error: KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: cannot load the client "
+                f"certificate {settings.kafka_ssl_certfile} with key {settings.kafka_ssl_keyfile} "
+                f"(wrong KAFKA_SSL_KEY_PASSWORD, or not a matching PEM pair: {_reason(error)})"
+            ) from None
     return context
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message)
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return str(error.reason)
+    if isinstance(error, OSError) and error.strerror:
+        return str(error.strerror)
+    return type(error).__name__
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    host, _, port = server.strip().rpartition(":")
+    if not host:
+        return server.strip(), DEFAULT_KAFKA_PORT
+    return host.strip("[]"), int(port) if port.isdigit() else DEFAULT_KAFKA_PORT
+
+
+async def verify_broker_tls(settings: Settings, *, within: float = 10.0) -> None:
+    """Refuse to start when a bootstrap broker's certificate does not verify.
+
+    aiokafka only logs why a TLS connection failed and then reports the broker unreachable,
+    which looks like an outage worth waiting for. A certificate that does not verify is a
+    configuration error: it says so once, naming the setting, and the service stops. A broker
+    that does not answer at all is left for the client's own retries.
+    """
+    if settings.kafka_security_protocol not in TLS_PROTOCOLS:
+        return
+    context = ssl_context(settings)
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, port = _host_port(server)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context, server_hostname=host), within
+            )
+        except ssl.SSLCertVerificationError as error:
+            raise ConfigurationError(
+                f"configuration error: KAFKA_SSL_CAFILE: the TLS certificate of broker "
+                f"{host}:{port} does not verify ({_reason(error)}); check KAFKA_SSL_CAFILE and "
+                "that the certificate names the host in KAFKA_BOOTSTRAP_SERVERS"
+            ) from None
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        # The broker may drop a connection that never spoke Kafka.
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """SASL OAUTHBEARER tokens from a file that something else keeps fresh; re-read on change."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+
+    async def token(self) -> str:
+        """The token in the file now (whitespace stripped), read again only when it changed."""
+        try:
+            status = os.stat(self._path)
+            stamp = (status.st_mtime_ns, status.st_size)
+            if stamp != self._stamp:
+                self._token = self._path.read_text(encoding="utf-8").strip()
+                self._stamp = stamp
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigurationError(
+                f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: cannot read {self._path} "
+                f"({_reason(error)})"
+            ) from None
+        if not self._token:
+            raise ConfigurationError(
+                f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: {self._path} is empty"
+            )
+        return self._token
 
 
 def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:

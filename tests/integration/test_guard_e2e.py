@@ -24,6 +24,7 @@ from tests.conftest import Topics
 from tests.integration.harness import EXAMPLE_POLICY, make_pipeline, running_service
 
 WITHIN = 45.0
+ADMIN_TOKEN = "guard-e2e-admin-token-6d1f0c2a"
 HELD = ["agent_basic", "reporting_viewer"]
 KEPT = ["agent_basic"]
 
@@ -110,7 +111,7 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
     port = free_port()
     pipeline = await make_pipeline(topics, simulator_server, policy_file=guarded_policy(tmp_path))
     async with (
-        running_service(pipeline.settings(metrics_port=port)) as service,
+        running_service(pipeline.settings(metrics_port=port, admin_token=ADMIN_TOKEN)) as service,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http,
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
@@ -127,7 +128,9 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
         roles_while_held = {user: role_values(simulator_server, user) for user in users}
         readiness = await http.get("/readyz")
 
-        release = await http.post("/guard/release")
+        release = await http.post(
+            "/guard/release", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         results = await audit.wait_for_results(len(users), within=WITHIN)
         released = await wait_for_metrics(http, cxone_sync_guard_tripped=0, cxone_sync_inflight=0)
         readiness_after = (await http.get("/readyz")).json()

@@ -6,9 +6,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
+
+ADMIN_TOKEN = "admin-token-3f9a7c1e5b2d"
+AUTHORIZED = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class Guard:
@@ -32,9 +36,13 @@ async def state() -> HealthState:
 
 @pytest.fixture
 async def server(state: HealthState) -> AsyncIterator[HealthServer]:
-    """A health server on a free port of 127.0.0.1 with a guard release callback."""
+    """A health server on a free port of 127.0.0.1 with a guard release and an admin token."""
     async with HealthServer(
-        state, host="127.0.0.1", port=0, release_guard=Guard(state).release
+        state,
+        host="127.0.0.1",
+        port=0,
+        release_guard=Guard(state).release,
+        admin_token=SecretStr(ADMIN_TOKEN),
     ) as running:
         yield running
 
@@ -116,12 +124,12 @@ async def test_guard_release_releases_a_tripped_guard_once(
 ) -> None:
     """POST /guard/release answers 200 when it released the guard and 409 when nothing was held."""
     state.guard_tripped = True
-    response = await client.post("/guard/release")
+    response = await client.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 200
     assert response.json() == {"released": True}
     assert state.guard_tripped is False
     assert _gauge("cxone_sync_guard_tripped") == 0.0
-    response = await client.post("/guard/release")
+    response = await client.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 409
     assert response.json() == {"released": False, "reason": "not_tripped"}
 
@@ -133,10 +141,16 @@ async def test_guard_release_accepts_an_async_callback(state: HealthState) -> No
         return True
 
     async with (
-        HealthServer(state, host="127.0.0.1", port=0, release_guard=release) as server,
+        HealthServer(
+            state,
+            host="127.0.0.1",
+            port=0,
+            release_guard=release,
+            admin_token=SecretStr(ADMIN_TOKEN),
+        ) as server,
         httpx.AsyncClient(base_url=server.url) as http,
     ):
-        response = await http.post("/guard/release")
+        response = await http.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 200
     assert response.json() == {"released": True}
 
@@ -144,10 +158,10 @@ async def test_guard_release_accepts_an_async_callback(state: HealthState) -> No
 async def test_guard_release_without_a_guard_is_409(state: HealthState) -> None:
     """A consumer without a revocation guard answers 409 to a release."""
     async with (
-        HealthServer(state, host="127.0.0.1", port=0) as server,
+        HealthServer(state, host="127.0.0.1", port=0, admin_token=SecretStr(ADMIN_TOKEN)) as server,
         httpx.AsyncClient(base_url=server.url) as http,
     ):
-        response = await http.post("/guard/release")
+        response = await http.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 409
     assert response.json() == {"released": False, "reason": "guard_not_configured"}
 
@@ -185,3 +199,129 @@ async def test_stop_releases_the_port(state: HealthState) -> None:
     async with httpx.AsyncClient() as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"{url}/healthz")
+
+
+async def test_guard_release_without_authorization_is_401(
+    client: httpx.AsyncClient, state: HealthState
+) -> None:
+    """A release without an Authorization header is refused with 401 and the guard stays held."""
+    state.guard_tripped = True
+    response = await client.post("/guard/release")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert state.guard_tripped is True
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Basic {ADMIN_TOKEN}", "Bearer", f"Token {ADMIN_TOKEN}", ADMIN_TOKEN],
+)
+async def test_guard_release_without_a_bearer_token_is_401(
+    client: httpx.AsyncClient, state: HealthState, authorization: str
+) -> None:
+    """An Authorization header that carries no bearer token counts as none: 401, nothing done."""
+    state.guard_tripped = True
+    response = await client.post("/guard/release", headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert state.guard_tripped is True
+
+
+@pytest.mark.parametrize(
+    "token", ["wrong-token", ADMIN_TOKEN[:-1], ADMIN_TOKEN + "x", ADMIN_TOKEN.upper(), "é" * 20]
+)
+async def test_guard_release_with_a_wrong_token_is_403(
+    client: httpx.AsyncClient, state: HealthState, token: str
+) -> None:
+    """A wrong bearer token (shorter, longer, other case, non-ASCII) is refused with 403."""
+    state.guard_tripped = True
+    response = await client.post(
+        "/guard/release", headers={"Authorization": f"Bearer {token}".encode()}
+    )
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden"}
+    assert state.guard_tripped is True
+
+
+async def test_bearer_scheme_is_case_insensitive(
+    client: httpx.AsyncClient, state: HealthState
+) -> None:
+    """`bearer` in lower case is the same scheme (RFC 7235): the right token releases."""
+    state.guard_tripped = True
+    response = await client.post(
+        "/guard/release", headers={"Authorization": f"bearer {ADMIN_TOKEN}"}
+    )
+    assert response.status_code == 200
+    assert state.guard_tripped is False
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "text/plain;charset=UTF-8",
+        "TEXT/PLAIN",
+    ],
+)
+async def test_a_form_content_type_never_acts(
+    client: httpx.AsyncClient, state: HealthState, content_type: str
+) -> None:
+    """What a cross-site HTML form can send is refused (415), even with the right token."""
+    state.guard_tripped = True
+    response = await client.post(
+        "/guard/release",
+        content=b"a=b",
+        headers={**AUTHORIZED, "Content-Type": content_type},
+    )
+    assert response.status_code == 415
+    assert state.guard_tripped is True
+
+
+async def test_a_json_body_with_the_token_acts(
+    client: httpx.AsyncClient, state: HealthState
+) -> None:
+    """A non-form content type (JSON, which a form cannot send) with the token may act."""
+    state.guard_tripped = True
+    response = await client.post("/guard/release", json={}, headers=AUTHORIZED)
+    assert response.status_code == 200
+    assert state.guard_tripped is False
+
+
+async def test_without_admin_token_admin_actions_are_404(state: HealthState) -> None:
+    """With ADMIN_TOKEN unset the release does not exist (404) and says how to release instead."""
+    state.guard_tripped = True
+    async with (
+        HealthServer(state, host="127.0.0.1", port=0, release_guard=Guard(state).release) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        bare = await http.post("/guard/release")
+        with_some_token = await http.post("/guard/release", headers=AUTHORIZED)
+    assert bare.status_code == 404
+    assert with_some_token.status_code == 404
+    assert "restart" in bare.json()["detail"]
+    assert state.guard_tripped is True
+
+
+async def test_open_endpoints_answer_without_a_token_and_never_show_it(
+    state: HealthState,
+) -> None:
+    """/metrics, /healthz and /readyz answer without a token, and never show the admin token."""
+    state.joined = True
+    state.guard_tripped = True
+    async with (
+        HealthServer(
+            state,
+            host="127.0.0.1",
+            port=0,
+            release_guard=Guard(state).release,
+            admin_token=SecretStr(ADMIN_TOKEN),
+        ) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        refused = await http.post("/guard/release", headers={"Authorization": "Bearer nope"})
+        answers = [await http.get(path) for path in ("/metrics", "/healthz", "/readyz")]
+    assert refused.status_code == 403
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    for answer in answers:
+        assert ADMIN_TOKEN not in answer.text
+        assert "Bearer" not in answer.text

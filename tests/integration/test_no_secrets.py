@@ -2,9 +2,12 @@
 
 The real service runs as a process at DEBUG level through the troubles that make code talk
 about credentials (token endpoint errors, a revoked token and its refresh, 429s, 5xx, resets)
-and through escalations and bad input; then a few runs with bad settings. Everything it printed,
-served on /metrics or published to the audit and dead-letter topics is searched for the client
-secret, the access key secret and every access token the simulator issued.
+and through escalations, bad input, webhook deliveries that fail and are retried, and admin
+requests with a wrong and a right token; then a few runs with bad settings. Every secret comes
+from a `<NAME>_FILE` file, as Docker and Kubernetes secrets do. Everything it printed, served on
+/metrics, /healthz and /readyz, answered to the admin requests, delivered to the webhook or
+published to the audit and dead-letter topics is searched for every secret, every access token
+the simulator issued, and (on the open endpoints) every user id.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import base64
 import json
 import secrets
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.sandbox.feed import AuditReader, TopicReader, produce
@@ -38,6 +43,63 @@ def fresh_credentials() -> Credentials:
         access_key_id="leakcheck-key",
         access_key_secret=f"aks-{secrets.token_urlsafe(24)}",
     )
+
+
+def fresh_service_secrets() -> dict[str, str]:
+    """The service's own secrets (not CXone's), random so that a match can only be a leak."""
+    return {
+        "ADMIN_TOKEN": f"adm-{secrets.token_urlsafe(24)}",
+        "APPROVAL_HMAC_KEY": f"hmk-{secrets.token_urlsafe(24)}",
+        "WEBHOOK_SECRET": f"whs-{secrets.token_urlsafe(24)}",
+    }
+
+
+def secret_files(directory: Path, values: Mapping[str, str]) -> dict[str, str]:
+    """Write each secret to a file, with the trailing newline `echo` leaves; the _FILE variables."""
+    environment = {}
+    for name, value in values.items():
+        path = directory / name.lower()
+        path.write_text(f"{value}\n")
+        path.chmod(0o600)
+        environment[f"{name}_FILE"] = str(path)
+    return environment
+
+
+class WebhookRecorder:
+    """A webhook endpoint on 127.0.0.1 that fails the first delivery and keeps every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Record headers and body; answer 503 the first time so the sender retries."""
+        body = await request.read()
+        self.requests.append(f"{dict(request.headers)!r}\n{body.decode(errors='replace')}")
+        return web.Response(status=503 if len(self.requests) == 1 else 200)
+
+    async def __aenter__(self) -> WebhookRecorder:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/hook"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookRecorder]:
+    """A running webhook recorder."""
+    async with WebhookRecorder() as recorder:
+        yield recorder
 
 
 def record_issued_tokens(simulator: CxoneSimulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -116,10 +178,19 @@ async def run_with_bad_settings(environment: Mapping[str, str]) -> tuple[int, st
 
 @pytest.mark.slow
 async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
-    topics: Topics, monkeypatch: pytest.MonkeyPatch
+    topics: Topics, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, webhook: WebhookRecorder
 ) -> None:
     """Through retries, a token refresh, 429s, escalations and bad settings, no secret leaks."""
     credentials = fresh_credentials()
+    own = fresh_service_secrets()
+    files = secret_files(
+        tmp_path,
+        {
+            "CXONE_CLIENT_SECRET": credentials.client_secret,
+            "CXONE_ACCESS_KEY_SECRET": credentials.access_key_secret,
+            **own,
+        },
+    )
     simulator = CxoneSimulator(credentials)
     issued = record_issued_tokens(simulator, monkeypatch)
     for user_id in [*USERS, "u-esc-1", "u-esc-2", "u-esc-3"]:
@@ -132,11 +203,15 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
             topics,
             server,
             CXONE_CLIENT_ID=credentials.client_id,
-            CXONE_CLIENT_SECRET=credentials.client_secret,
             CXONE_ACCESS_KEY_ID=credentials.access_key_id,
-            CXONE_ACCESS_KEY_SECRET=credentials.access_key_secret,
+            WEBHOOK_URL=webhook.url,
+            METRICS_HOST="127.0.0.1",
             LOG_LEVEL="DEBUG",
+            **files,
         )
+        # Only the files carry the secrets.
+        del pipeline.environment["CXONE_CLIENT_SECRET"]
+        del pipeline.environment["CXONE_ACCESS_KEY_SECRET"]
         # The token endpoint fails every way it can before it issues the first token.
         simulator.faults.include_token_endpoint = True
         simulator.script_faults(503, 500, "reset", 429, 502)
@@ -153,8 +228,18 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
                 await produce(pipeline.bootstrap_servers, pipeline.input_topic, second_batch())
                 await audit.wait_for_results(len(first_batch()) + len(second_batch()), within=90)
             [started] = logged(service.output, "service.started")
-            async with httpx.AsyncClient(timeout=10) as http:
-                response = await http.get(f"http://127.0.0.1:{started['metrics_port']}/metrics")
+            [listening] = logged(service.output, "health.listening")
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{started['metrics_port']}", timeout=10
+            ) as http:
+                response = await http.get("/metrics")
+                open_answers = [(await http.get(path)).text for path in ("/healthz", "/readyz")]
+                wrong = await http.post(
+                    "/guard/release", headers={"Authorization": "Bearer not-the-admin-token"}
+                )
+                right = await http.post(
+                    "/guard/release", headers={"Authorization": f"Bearer {own['ADMIN_TOKEN']}"}
+                )
             metrics = response.text
             service.signal(signal.SIGTERM)
             assert await service.wait_async(60) == 0
@@ -183,6 +268,11 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         await run_with_bad_settings(
             {**pipeline.environment, "CXONE_HTTP_TRANSPORT": credentials.access_key_secret}
         ),
+        # A secret given twice, and a secret file that is not there.
+        await run_with_bad_settings({**pipeline.environment, "ADMIN_TOKEN": own["ADMIN_TOKEN"]}),
+        await run_with_bad_settings(
+            {**pipeline.environment, "WEBHOOK_SECRET_FILE": str(tmp_path / "absent")}
+        ),
     ]
 
     # The run went through what it was meant to.
@@ -195,10 +285,15 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
     assert {401, 429, 500, 503} <= scim_statuses
     assert len(issued) >= 2
     assert '"level": "debug"' in output or '"level":"debug"' in output
-    assert [code for code, _ in bad_runs] == [2, 2, 2]
+    assert [code for code, _ in bad_runs] == [2, 2, 2, 2, 2]
     assert "CXONE_SCIM_BASE_URL" in bad_runs[0][1]
     assert "METRICS_PORT" in bad_runs[1][1]
     assert "CXONE_HTTP_TRANSPORT" in bad_runs[2][1]
+    assert "ADMIN_TOKEN: also set as ADMIN_TOKEN_FILE" in bad_runs[3][1]
+    assert f"cannot read WEBHOOK_SECRET_FILE {tmp_path / 'absent'}" in bad_runs[4][1]
+    assert (wrong.status_code, right.status_code) == (403, 409)
+    assert listening["host"] == "127.0.0.1"
+    assert len(webhook.requests) >= 2
 
     published = [value or b"" for _, value, _ in audit_topic.records + dlq_topic.records] + [
         key or b"" for key, _, _ in audit_topic.records + dlq_topic.records
@@ -209,6 +304,9 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
     haystacks = {
         "service output": output,
         "metrics": metrics,
+        "/healthz and /readyz": "\n".join(open_answers),
+        "admin answers": wrong.text + right.text,
+        "webhook deliveries": "\n".join(webhook.requests),
         "audit and DLQ topics": b"\n".join(published + headers).decode(errors="replace"),
         **{f"bad settings run {n}": text for n, (_, text) in enumerate(bad_runs, 1)},
     }
@@ -219,6 +317,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         "client secret": credentials.client_secret,
         "access key secret": credentials.access_key_secret,
         "client credentials as HTTP Basic": basic,
+        **{name: value for name, value in own.items()},
         **{f"access token #{n}": token for n, token in enumerate(issued, 1)},
     }
     leaks = [
@@ -227,4 +326,13 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         for needle, value in needles.items()
         if value in text
     ]
+    # The open endpoints carry no user data either.
+    user_ids = [*USERS, "u-esc-1", "u-esc-2", "u-esc-3", "u-bad"]
+    exposed = [
+        f"{user_id} in {where}"
+        for where in ("metrics", "/healthz and /readyz")
+        for user_id in user_ids
+        if user_id in haystacks[where]
+    ]
     assert leaks == []
+    assert exposed == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from consumer.errors import ConfigurationError
 from consumer.settings import (
@@ -39,6 +39,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """An environment holding only the required settings; the test adds or removes the rest."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+        monkeypatch.delenv(f"{name.upper()}_FILE", raising=False)
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
     return monkeypatch
@@ -332,3 +333,253 @@ def test_a_malformed_secret_is_not_echoed(environment: pytest.MonkeyPatch) -> No
     message = configuration_error()
     assert message.startswith("configuration error: SYNC_MAX_CONCURRENCY: ")
     assert CLIENT_SECRET not in message
+
+
+SECRET_SETTINGS = (
+    "CXONE_CLIENT_SECRET",
+    "CXONE_ACCESS_KEY_SECRET",
+    "KAFKA_SASL_PASSWORD",
+    "WEBHOOK_SECRET",
+    "ADMIN_TOKEN",
+    "APPROVAL_HMAC_KEY",
+    "KAFKA_SSL_KEY_PASSWORD",
+)
+
+
+def test_every_documented_secret_is_a_secret_setting() -> None:
+    """The secret settings are exactly the documented ones, each may come from a file."""
+    assert {name.upper() for name in Settings.secret_fields()} == set(SECRET_SETTINGS)
+
+
+def _secret_environment(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Set what lets every secret setting be valid at once (the companions they need)."""
+    environment.setenv("CXONE_ACCESS_KEY_ID", "key-id")
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    environment.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    environment.setenv("KAFKA_SASL_USERNAME", "svc")
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/role-sync")
+    for name in ("KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
+        pem = tmp_path / f"{name.lower()}.pem"
+        pem.write_text("not read by the settings\n")
+        environment.setenv(name, str(pem))
+
+
+@pytest.mark.parametrize("name", SECRET_SETTINGS)
+def test_every_secret_may_come_from_a_file(
+    environment: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """`<NAME>_FILE` names a file whose content, less one trailing newline, is the secret."""
+    _secret_environment(environment, tmp_path)
+    for other in SECRET_SETTINGS:
+        environment.setenv(other, f"{other.lower()}-from-environment")
+    environment.delenv(name)
+    secret = tmp_path / "secret"
+    secret.write_text(f"{name.lower()}-from-a-file\n\n")
+    environment.setenv(f"{name}_FILE", str(secret))
+    settings = load_settings()
+    value = getattr(settings, name.lower())
+    assert value == SecretStr(f"{name.lower()}-from-a-file\n")
+    others = {other: getattr(settings, other.lower()) for other in SECRET_SETTINGS if other != name}
+    assert others == {other: SecretStr(f"{other.lower()}-from-environment") for other in others}
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("s3cret-value", "s3cret-value"),
+        ("s3cret-value\n", "s3cret-value"),
+        ("s3cret-value\r\n", "s3cret-value"),
+        ("s3cret-value\n\n", "s3cret-value\n"),
+        (" s3cret value ", " s3cret value "),
+    ],
+)
+def test_one_trailing_newline_is_stripped(
+    environment: pytest.MonkeyPatch, tmp_path: Path, content: str, expected: str
+) -> None:
+    """Exactly one trailing newline (as `echo` leaves) is removed; nothing else is touched."""
+    environment.delenv("CXONE_CLIENT_SECRET")
+    secret = tmp_path / "client-secret"
+    secret.write_bytes(content.encode())
+    environment.setenv("CXONE_CLIENT_SECRET_FILE", str(secret))
+    assert load_settings().cxone_client_secret.get_secret_value() == expected
+
+
+def test_a_secret_file_fulfils_a_required_secret(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CXONE_CLIENT_SECRET is required, and CXONE_CLIENT_SECRET_FILE alone satisfies it."""
+    environment.delenv("CXONE_CLIENT_SECRET")
+    secret = tmp_path / "client-secret"
+    secret.write_text(CLIENT_SECRET)
+    environment.setenv("CXONE_CLIENT_SECRET_FILE", str(secret))
+    assert load_settings().cxone_client_secret == SecretStr(CLIENT_SECRET)
+
+
+@pytest.mark.parametrize("name", SECRET_SETTINGS)
+def test_a_secret_and_its_file_together_are_refused(
+    environment: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """Setting both `<NAME>` and `<NAME>_FILE` stops start-up naming both, echoing neither."""
+    secret = tmp_path / "secret"
+    secret.write_text("from-the-file-4e1d")
+    environment.setenv(name, "from-the-environment-77ab")
+    environment.setenv(f"{name}_FILE", str(secret))
+    message = configuration_error()
+    assert message == f"configuration error: {name}: also set as {name}_FILE; set only one"
+
+
+def test_a_missing_secret_file_names_the_setting_and_the_path(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A secret file that does not exist stops start-up with one line naming it and its path."""
+    missing = tmp_path / "no-such-secret"
+    environment.setenv("ADMIN_TOKEN_FILE", str(missing))
+    assert configuration_error() == (
+        f"configuration error: ADMIN_TOKEN: cannot read ADMIN_TOKEN_FILE {missing}: "
+        "No such file or directory"
+    )
+
+
+def test_a_directory_is_no_secret_file(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A directory in place of the secret file is refused naming the setting and the path."""
+    environment.delenv("CXONE_CLIENT_SECRET")
+    environment.setenv("CXONE_CLIENT_SECRET_FILE", str(tmp_path))
+    assert configuration_error() == (
+        f"configuration error: CXONE_CLIENT_SECRET: cannot read CXONE_CLIENT_SECRET_FILE "
+        f"{tmp_path}: Is a directory"
+    )
+
+
+def test_an_unreadable_secret_file_never_shows_its_content(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file that is not UTF-8 text is refused; the message carries the path, not the bytes."""
+    environment.delenv("CXONE_CLIENT_SECRET")
+    secret = tmp_path / "binary-secret"
+    secret.write_bytes(b"\xffsecret-bytes-a81c\xfe")
+    environment.setenv("CXONE_CLIENT_SECRET_FILE", str(secret))
+    message = configuration_error()
+    assert message == (
+        f"configuration error: CXONE_CLIENT_SECRET: CXONE_CLIENT_SECRET_FILE {secret} "
+        "is not UTF-8 text"
+    )
+    assert "secret-bytes" not in message
+
+
+def test_an_empty_secret_file_is_an_empty_secret(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A secret file holding only a newline is an empty secret, refused like an empty variable."""
+    environment.delenv("CXONE_CLIENT_SECRET")
+    secret = tmp_path / "empty"
+    secret.write_text("\n")
+    environment.setenv("CXONE_CLIENT_SECRET_FILE", str(secret))
+    assert configuration_error() == "configuration error: CXONE_CLIENT_SECRET: must not be empty"
+
+
+def test_secret_file_overrides_work_like_the_environment(tmp_path: Path) -> None:
+    """`<name>_file` given as an override (as the tests' harness does) reads the file too."""
+    secret = tmp_path / "client-secret"
+    secret.write_text(CLIENT_SECRET + "\n")
+    overrides = {name.lower(): value for name, value in REQUIRED.items()}
+    del overrides["cxone_client_secret"]
+    settings = load_settings(**overrides, cxone_client_secret_file=str(secret))
+    assert settings.cxone_client_secret == SecretStr(CLIENT_SECRET)
+
+
+def test_secrets_lists_every_secret_value_that_is_set(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`Settings.secrets()` returns the value of each secret setting given, for redaction."""
+    _secret_environment(environment, tmp_path)
+    for name in SECRET_SETTINGS:
+        environment.setenv(name, f"{name.lower()}-value")
+    values = {secret.get_secret_value() for secret in load_settings().secrets()}
+    assert values == {f"{name.lower()}-value" for name in SECRET_SETTINGS}
+
+
+def test_hardening_defaults(environment: pytest.MonkeyPatch) -> None:
+    """Metrics bind every interface, admin actions are off, no TLS client certificate."""
+    settings = load_settings()
+    assert settings.metrics_host == "0.0.0.0"
+    assert settings.admin_token is None
+    assert settings.approval_hmac_key is None
+    assert settings.kafka_ssl_certfile is None
+    assert settings.kafka_ssl_keyfile is None
+    assert settings.kafka_ssl_key_password is None
+    assert settings.kafka_sasl_oauth_token_file is None
+
+
+def test_hardening_environment_names(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """METRICS_HOST, ADMIN_TOKEN and the mutual-TLS settings are read by their documented names."""
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_text("-")
+    key.write_text("-")
+    environment.setenv("METRICS_HOST", "127.0.0.1")
+    environment.setenv("ADMIN_TOKEN", "admin-token-value")
+    environment.setenv("KAFKA_SSL_CERTFILE", str(cert))
+    environment.setenv("KAFKA_SSL_KEYFILE", str(key))
+    environment.setenv("KAFKA_SSL_KEY_PASSWORD", "key-password-value")
+    settings = load_settings()
+    assert settings.metrics_host == "127.0.0.1"
+    assert settings.admin_token == SecretStr("admin-token-value")
+    assert (settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (cert, key)
+    assert settings.kafka_ssl_key_password == SecretStr("key-password-value")
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"KAFKA_SSL_CERTFILE": "file"}, "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together"),
+        ({"KAFKA_SSL_KEYFILE": "file"}, "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together"),
+        ({"KAFKA_SSL_KEY_PASSWORD": "pw-1234"}, "KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SSL_CAFILE": "missing"}, "KAFKA_SSL_CAFILE: no such file: "),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"},
+            "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE",
+        ),
+        (
+            {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+                "KAFKA_SASL_OAUTH_TOKEN_FILE": "missing",
+            },
+            "KAFKA_SASL_OAUTH_TOKEN_FILE: no such file: ",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},
+            "KAFKA_SASL_MECHANISM=SCRAM-SHA-256 needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+        ),
+        ({"ADMIN_TOKEN": ""}, "ADMIN_TOKEN: must not be empty"),
+        ({"METRICS_HOST": ""}, "METRICS_HOST: "),
+    ],
+)
+def test_transport_and_admin_settings_that_cannot_work_are_refused(
+    environment: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variables: dict[str, str],
+    expected: str,
+) -> None:
+    """Half a client certificate, OAUTHBEARER without a token file, an empty token: one line."""
+    for name, value in variables.items():
+        if value in ("file", "missing"):
+            path = tmp_path / name.lower()
+            if value == "file":
+                path.write_text("-")
+            value = str(path)
+        environment.setenv(name, value)
+    assert configuration_error().startswith(f"configuration error: {expected}")
+
+
+def test_a_secret_file_problem_is_reported_like_any_bad_setting(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file problem is an error of its own setting, found beside another setting's error."""
+    environment.setenv("WEBHOOK_SECRET_FILE", str(tmp_path / "absent"))
+    environment.setenv("SYNC_MAX_CONCURRENCY", "many")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert {(error["loc"], error["type"]) for error in caught.value.errors()} == {
+        (("sync_max_concurrency",), "int_parsing"),
+        (("webhook_secret",), "value_error"),
+    }
