@@ -27,7 +27,7 @@ from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import Settings
 from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.kafka import build_producer, connection_options
-from consumer.stream.publisher import AuditPublisher
+from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
 
@@ -40,6 +40,7 @@ class Tuning:
 
     retry: RetryPolicy | None = None
     limits: FlowLimits | None = None
+    delivery: DeliveryPolicy | None = None
     metrics_host: str = "0.0.0.0"  # noqa: S104 - the metrics port is meant to be scraped
     circuit_probe_interval: float = 5.0
     lag_interval: float = 5.0
@@ -148,8 +149,13 @@ async def run_service(
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = AuditPublisher(
-            producer, audit_topic=settings.kafka_audit_topic, dlq_topic=settings.kafka_dlq_topic
+            producer,
+            audit_topic=settings.kafka_audit_topic,
+            dlq_topic=settings.kafka_dlq_topic,
+            max_record_bytes=settings.kafka_max_record_bytes,
+            policy=tuning.delivery,
         )
+        health.publish_blocked_probe = lambda: publisher.blocked
 
         kafka = AIOKafkaConsumer(
             **connection_options(settings),

@@ -12,6 +12,9 @@ from aiokafka.helpers import create_ssl_context
 from consumer.errors import ConfigurationError
 from consumer.settings import SecurityProtocol, Settings
 
+DEFAULT_MAX_REQUEST_SIZE = 1_048_576
+"""aiokafka's default `max_request_size`."""
+
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Bootstrap servers, TLS and SASL options shared by consumers, producers and admin clients."""
@@ -41,6 +44,9 @@ def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
     Idempotence stays off: some Kafka-protocol brokers (Tansu 0.6) do not implement the
     idempotent producer's InitProducerId. Ordering per key holds without it because each key
     has at most one result in flight (the dispatcher runs one event per user at a time).
+
+    Dead letters are cut to `KAFKA_MAX_RECORD_BYTES` and audit events are bounded far below it,
+    so a request of that size carries anything the service sends.
     """
     return AIOKafkaProducer(
         **connection_options(settings),
@@ -50,6 +56,7 @@ def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         linger_ms=5,
         request_timeout_ms=30_000,
         retry_backoff_ms=200,
+        max_request_size=max(settings.kafka_max_record_bytes, DEFAULT_MAX_REQUEST_SIZE),
     )
 
 

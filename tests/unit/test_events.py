@@ -114,6 +114,7 @@ def test_invalid_user_ids(user_id: str) -> None:
     """A user id with a slash, '..', a space, a leading dot or over 128 characters is refused."""
     assert is_valid_user_id(user_id) is False
     document = event_document(user_id=user_id)
+    del document["subject"]  # bounded too: the error would name it first
     assert schema_violation(document).startswith("data.user_id: ")
 
 
