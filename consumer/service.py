@@ -41,6 +41,8 @@ class Tuning:
     retry: RetryPolicy | None = None
     limits: FlowLimits | None = None
     delivery: DeliveryPolicy | None = None
+    # How long the producer waits for a broker's answer, or for a topic's metadata.
+    producer_request_timeout_ms: int = 30_000
     metrics_host: str = "0.0.0.0"  # noqa: S104 - the metrics port is meant to be scraped
     circuit_probe_interval: float = 5.0
     lag_interval: float = 5.0
@@ -145,7 +147,9 @@ async def run_service(
             tuning.limits or FlowLimits(), shutdown_grace=settings.sync_shutdown_grace_seconds
         )
 
-        producer = build_producer(settings, client_id=client_id)
+        producer = build_producer(
+            settings, client_id=client_id, request_timeout_ms=tuning.producer_request_timeout_ms
+        )
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = AuditPublisher(

@@ -38,7 +38,9 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+def build_producer(
+    settings: Settings, *, client_id: str, request_timeout_ms: int = 30_000
+) -> AIOKafkaProducer:
     """A producer whose sends resolve only once every in-sync replica has the record.
 
     Idempotence stays off: some Kafka-protocol brokers (Tansu 0.6) do not implement the
@@ -54,7 +56,7 @@ def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=False,
         linger_ms=5,
-        request_timeout_ms=30_000,
+        request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=200,
         max_request_size=max(settings.kafka_max_record_bytes, DEFAULT_MAX_REQUEST_SIZE),
     )
