@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from consumer.errors import InvalidEvent
 
@@ -151,23 +152,50 @@ def parse_event(value: bytes | None) -> RoleChangeEvent:
     """
     if value is None:
         raise InvalidEvent("invalid_json", "record has no value (tombstone)")
-    document = _checked_document(value)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(
+            "invalid_json", f"event: Invalid JSON: not UTF-8 at byte {error.start}"
+        ) from None
+    document = _checked_document(text)
+    if document is None:
+        # Not JSON: the JSON validator names the problem as it does for every invalid record.
+        _validated_json(value, event_id=None)
+        raise InvalidEvent("invalid_json", "event: Invalid JSON")
+    try:
+        # The document is parsed already; its errors then point at objects that exist instead
+        # of copying parts of a large record into each of them.
+        event = RoleChangeEvent.model_validate(document)
+    except ValidationError as error:
+        raise _invalid(error, _event_id_of(document)) from error
+    if "\\u" in text:
+        # An escape can spell a lone surrogate, which JSON validation refuses and a Python
+        # string keeps: the JSON validator has the last word.
+        return _validated_json(value, event_id=event.id)
+    return event
+
+
+def _validated_json(value: bytes, *, event_id: str | None) -> RoleChangeEvent:
     try:
         return RoleChangeEvent.model_validate_json(value)
     except ValidationError as error:
-        event_id = _event_id_of(document)
-        if any(item["type"] == "json_invalid" for item in error.errors()):
-            raise InvalidEvent("invalid_json", _first_error(error), event_id=event_id) from error
-        raise InvalidEvent("schema_violation", _first_error(error), event_id=event_id) from error
+        raise _invalid(error, event_id) from error
 
 
-# Free text that may hold JSON punctuation inside an event's strings: these fields' limits summed,
-# plus room for the few short fields (times, approval details) that can hold a ':' or a ','.
-_FREE_TEXT = MAX_ROLES * MAX_DISPLAY_NAME + MAX_EVENT_ID + MAX_SOURCE + MAX_USER_NAME + 4096
-# The most of each a valid event can hold, counting the raw bytes (inside strings too): a record
-# above any of them is refused before it is parsed, which bounds the parser's work.
-MAX_JSON_SEPARATORS = _FREE_TEXT + MAX_ROLES * (MAX_PARENTS + 8) + 64
-MAX_JSON_ARRAYS = _FREE_TEXT + MAX_ROLES + 2
+def _invalid(error: ValidationError, event_id: str | None) -> InvalidEvent:
+    items = error.errors(include_url=False, include_context=False, include_input=False)
+    reason = "invalid_json" if any(item["type"] == "json_invalid" for item in items) else None
+    return InvalidEvent(reason or "schema_violation", _first_error(items), event_id=event_id)
+
+
+# The most of each punctuation byte a record may hold, counted over its raw bytes (inside
+# strings too), so they are checked before anything is parsed and bound the parser's work. An
+# event at every other limit needs about 9,000 commas, 1,100 colons and 260 brackets; the rest
+# is room for punctuation inside its strings.
+MAX_JSON_COMMAS = 16_384
+MAX_JSON_COLONS = 4_096
+MAX_JSON_ARRAYS = 4_096
 # Counted by the parser itself, so exact: the event, its data, its approval and its roles, and
 # their members (a validator reports each unknown member, so their number bounds its errors).
 MAX_JSON_OBJECTS = MAX_ROLES + 8
@@ -217,24 +245,23 @@ class _ShapeCounter:
         return float(text) if any(mark in text for mark in ".eE") else int(text)
 
 
-def _checked_document(value: bytes) -> Any:
-    """The parsed JSON when its shape can be an event's; `InvalidEvent` otherwise.
+def _checked_document(text: str) -> Any:
+    """The parsed JSON when its shape can be an event's; None when it is not JSON at all.
 
     Duplicate member names make a record invalid: which of the two values a reader takes is an
     ambiguity an attacker can use, and I-JSON (RFC 7493) forbids them.
     """
-    separators = value.count(b",")
-    if separators > MAX_JSON_SEPARATORS:
-        raise InvalidEvent(
-            "schema_violation", f"event: more than {MAX_JSON_SEPARATORS} JSON separators"
-        )
-    arrays = value.count(b"[")
-    if arrays > MAX_JSON_ARRAYS:
-        raise InvalidEvent("schema_violation", f"event: more than {MAX_JSON_ARRAYS} JSON arrays")
+    for mark, limit, what in (
+        (",", MAX_JSON_COMMAS, "commas"),
+        (":", MAX_JSON_COLONS, "colons"),
+        ("[", MAX_JSON_ARRAYS, "'[' brackets"),
+    ):
+        if text.count(mark) > limit:
+            raise InvalidEvent("schema_violation", f"event: more than {limit} {what} in the record")
     counter = _ShapeCounter()
     try:
         document = json.loads(
-            value.decode("utf-8"),
+            text,
             object_pairs_hook=counter.object_pairs,
             parse_int=counter.number,
             parse_float=counter.number,
@@ -247,8 +274,6 @@ def _checked_document(value: bytes) -> Any:
     except RecursionError:
         raise InvalidEvent("invalid_json", "event: JSON nested too deeply") from None
     except ValueError:
-        # Not JSON (UnicodeDecodeError is a ValueError too): the validator below names the
-        # problem the way every other invalid record is described.
         return None
     _check_arrays(document)
     return document
@@ -284,8 +309,7 @@ def _event_id_of(document: Any) -> str | None:
     return None
 
 
-def _first_error(error: ValidationError) -> str:
-    items = error.errors(include_url=False, include_input=False)
+def _first_error(items: list[ErrorDetails]) -> str:
     first = items[0]
     where = ".".join(str(part) for part in first["loc"]) or "event"
     more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""

@@ -14,8 +14,10 @@ from pydantic import ValidationError
 from consumer.errors import InvalidEvent
 from consumer.events import (
     MAX_JSON_ARRAYS,
+    MAX_JSON_COLONS,
+    MAX_JSON_COMMAS,
+    MAX_JSON_NUMBERS,
     MAX_JSON_OBJECTS,
-    MAX_JSON_SEPARATORS,
     MAX_PARENTS,
     MAX_ROLES,
     AuditEvent,
@@ -415,19 +417,34 @@ def test_256_roles_are_accepted_and_257_refused() -> None:
     assert error.event_id == "evt-1"
 
 
-def test_forty_thousand_roles_are_refused_before_any_is_validated() -> None:
-    """40,000 role objects stop the parser at its object limit: a schema violation."""
+def test_forty_thousand_roles_are_refused_before_any_is_parsed() -> None:
+    """40,000 role objects hold more commas than the limit: refused before parsing."""
     roles = [{"role_id": f"r-{index}"} for index in range(40_000)]
     error = invalid(encoded(event_document(roles=roles)))
+    assert error.reason == "schema_violation"
+    assert error.detail == f"event: more than {MAX_JSON_COMMAS} commas in the record"
+
+
+def test_many_members_are_refused_by_their_colons() -> None:
+    """Five thousand members hold more colons than the limit: refused before parsing."""
+    value = b"{" + b" ".join(b'"m%d":1' % index for index in range(5_000)) + b"}"
+    error = invalid(value)
+    assert error.reason == "schema_violation"
+    assert error.detail == f"event: more than {MAX_JSON_COLONS} colons in the record"
+
+
+def test_many_empty_objects_stop_the_parser_at_its_object_limit() -> None:
+    """Objects beyond what an event can hold stop the parser where it counts them."""
+    error = invalid(b"[" + b"{}," * 1000 + b"{}]")
     assert error.reason == "schema_violation"
     assert error.detail == f"event: more than {MAX_JSON_OBJECTS} JSON objects"
 
 
-def test_forty_thousand_role_strings_are_refused() -> None:
-    """40,000 roles that are not objects are refused by the role count, not one by one."""
-    error = invalid(encoded(event_document(roles=["agent_basic"] * 40_000)))
+def test_thousands_of_role_strings_are_refused_by_the_role_count() -> None:
+    """5,000 roles that are not objects are refused by the role count, not one by one."""
+    error = invalid(encoded(event_document(roles=["agent_basic"] * 5_000)))
     assert error.reason == "schema_violation"
-    assert error.detail == f"data.roles: at most {MAX_ROLES} roles per event, not 40000"
+    assert error.detail == f"data.roles: at most {MAX_ROLES} roles per event, not 5000"
 
 
 def test_too_many_parents_are_refused() -> None:
@@ -475,15 +492,22 @@ def test_a_megabyte_string_is_refused_by_its_length() -> None:
     assert error.event_id is None
 
 
+BRACKETS = f"event: more than {MAX_JSON_ARRAYS} '[' brackets in the record"
+
+
 @pytest.mark.parametrize(
     ("depth", "reason", "detail"),
     [
         (2_000, "invalid_json", "event: JSON nested too deeply"),
-        (100_000, "schema_violation", f"event: more than {MAX_JSON_ARRAYS} JSON arrays"),
+        (
+            100_000,
+            "schema_violation",
+            f"event: more than {MAX_JSON_ARRAYS} '[' brackets in the record",
+        ),
     ],
 )
 def test_deep_nesting_is_refused_without_recursing(depth: int, reason: str, detail: str) -> None:
-    """Arrays nested 2,000 deep hit the parser's depth limit; 100,000 deep, the array limit."""
+    """Arrays nested 2,000 deep hit the parser's depth limit; 100,000 deep, the bracket limit."""
     nested = b"[" * depth + b"]" * depth
     value = encoded(event_document()).replace(b'"roles": [', b'"roles": [' + nested + b",", 1)
     error = invalid(value)
@@ -491,8 +515,8 @@ def test_deep_nesting_is_refused_without_recursing(depth: int, reason: str, deta
 
 
 def test_deeply_nested_objects_are_invalid_json() -> None:
-    """Objects nested 100,000 deep hit the parser's depth limit: invalid_json."""
-    depth = 100_000
+    """Objects nested 3,000 deep hit the parser's depth limit: invalid_json."""
+    depth = 3_000
     value = b'{"a":' * depth + b"1" + b"}" * depth
     error = invalid(value)
     assert (error.reason, error.detail) == ("invalid_json", "event: JSON nested too deeply")
@@ -521,20 +545,30 @@ def test_duplicate_keys_inside_a_role_are_invalid_json() -> None:
 
 
 def test_many_numbers_are_refused_at_the_limit() -> None:
-    """A megabyte of numbers stops the parser at its number limit."""
-    value = b"[" + b"1," * 500_000 + b"1]"
-    error = invalid(value)
-    assert error.reason == "schema_violation"
-    assert "JSON" in error.detail
+    """Numbers beyond what an event can hold stop the parser where it counts them."""
+    error = invalid(b"[" + b"1.5," * 10_000 + b"1]")
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        f"event: more than {MAX_JSON_NUMBERS} JSON numbers",
+    )
 
 
-def test_many_separators_are_refused_before_parsing() -> None:
-    """More commas than any event can hold refuse the record before it is parsed."""
-    value = b"[" + b"true," * (MAX_JSON_SEPARATORS + 1) + b"true]"
+def test_many_commas_are_refused_before_parsing() -> None:
+    """More commas than the limit refuse the record before it is parsed."""
+    value = b"[" + b"true," * (MAX_JSON_COMMAS + 1) + b"true]"
     error = invalid(value)
     assert (error.reason, error.detail) == (
         "schema_violation",
-        f"event: more than {MAX_JSON_SEPARATORS} JSON separators",
+        f"event: more than {MAX_JSON_COMMAS} commas in the record",
+    )
+
+
+def test_bytes_that_are_not_utf8_are_invalid_json() -> None:
+    """A record that is not UTF-8 is invalid_json, naming the first bad byte."""
+    error = invalid(b'{"id": "' + bytes([0xFF]) + b'"}')
+    assert (error.reason, error.detail) == (
+        "invalid_json",
+        "event: Invalid JSON: not UTF-8 at byte 8",
     )
 
 
@@ -562,3 +596,35 @@ def test_utf16_json_is_invalid_json() -> None:
     """JSON in another encoding than UTF-8 is invalid_json."""
     error = invalid(json.dumps(event_document()).encode("utf-16"))
     assert error.reason == "invalid_json"
+
+
+def test_an_event_at_every_limit_is_valid() -> None:
+    """256 roles with the longest names and 32 parents each, and the longest strings, pass."""
+    roles = [
+        {
+            "role_id": f"r{index:03d}" + "x" * 124,
+            "display_name": "D" * 256,
+            "inherits_from": [f"p{parent:02d}" for parent in range(MAX_PARENTS)],
+        }
+        for index in range(MAX_ROLES)
+    ]
+    document = event_document(roles=roles, user_name="n" * 256)
+    document.update(id="i" * 256, source="s" * 1024, subject="u-1")
+    event = parse_event(encoded(document))
+    assert len(event.desired_roles) == MAX_ROLES
+    assert event.desired_roles[0].inherits_from is not None
+    assert len(event.desired_roles[0].inherits_from) == MAX_PARENTS
+
+
+def test_a_lone_surrogate_escape_is_refused() -> None:
+    """An id spelling a lone UTF-16 surrogate is no string an event can carry."""
+    value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud800"', 1)
+    error = invalid(value)
+    assert error.reason == "schema_violation"
+    assert error.detail.startswith("id: Input should be a valid string")
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    """A properly escaped pair is a valid character of a valid event."""
+    value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud83d\\ude00"', 1)
+    assert parse_event(value).id == "evt-\U0001f600"
