@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -20,13 +22,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.classify import hostile_records
 from consumer.events import Outcome, SourcePosition, SyncResult
 from consumer.observability.http import HealthServer, HealthState
-from consumer.observability.metrics import PUBLISH_BLOCKED
+from consumer.observability.metrics import REGISTRY
 from consumer.sandbox.feed import AuditReader, TopicReader
 from consumer.sandbox.server import SimulatorServer
+from consumer.stream.kafka import build_producer
 from consumer.stream.publisher import AuditPublisher, DeadLetter, DeliveryPolicy
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, logged, make_pipeline, wait_until
+from tests.integration.harness import (
+    ServiceProcess,
+    fast_tuning,
+    logged,
+    make_pipeline,
+    running_service,
+    wait_until,
+)
 from tests.integration.test_pipeline import role_change
+from tests.integration.test_stream_engine import wait_for_commits
 
 MIB = 1 << 20
 WITHIN = 60.0
@@ -223,7 +234,7 @@ async def test_a_record_the_broker_refuses_for_good_blocks_and_readyz_says_so(
     state = HealthState()
     state.joined = True
     state.publish_blocked_probe = lambda: publisher.blocked
-    blocked_before = PUBLISH_BLOCKED._value.get()
+    blocked_before = REGISTRY.get_sample_value("cxone_sync_publish_blocked")
     letter = DeadLetter(dlq_topic, 0, 1, b"u-1", b"{", "invalid_json", "unexpected end")
     try:
         async with (
@@ -235,7 +246,7 @@ async def test_a_record_the_broker_refuses_for_good_blocks_and_readyz_says_so(
             await wait_until(lambda: publisher.blocked, within=WITHIN, what="the block")
             response = await client.get("/readyz")
             assert (response.status_code, response.json()["reason"]) == (503, "publish_blocked")
-            assert PUBLISH_BLOCKED._value.get() == blocked_before + 1
+            assert REGISTRY.get_sample_value("cxone_sync_publish_blocked") == blocked_before + 1
             # Other records still get through while that one waits.
             await asyncio.wait_for(publisher.publish_dead_letter(letter), WITHIN)
             assert not stuck.done()
@@ -243,7 +254,7 @@ async def test_a_record_the_broker_refuses_for_good_blocks_and_readyz_says_so(
             with contextlib.suppress(asyncio.CancelledError):
                 await stuck
             assert publisher.blocked is False
-            assert PUBLISH_BLOCKED._value.get() == blocked_before
+            assert REGISTRY.get_sample_value("cxone_sync_publish_blocked") == blocked_before
             assert (await client.get("/readyz")).status_code == 200
     finally:
         await producer.stop()
@@ -264,3 +275,125 @@ def _invalid_result(topic: str) -> SyncResult:
         source=SourcePosition(topic=topic, partition=0, offset=1),
         processed_at=datetime.now(UTC),
     )
+
+
+async def test_a_dead_letter_the_broker_refuses_holds_its_partition_only(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """A DLQ copy refused for good holds its partition's commit; the other partition goes on."""
+    simulator = simulator_server.simulator
+    for user_id in ("u-p0", "u-p1"):
+        simulator.seed_user(user_id, f"{user_id}@example.com", roles=[("agent_basic", None, True)])
+    # Kafka topic names allow no spaces: the broker never has this DLQ, however long we wait.
+    pipeline = await make_pipeline(
+        topics,
+        simulator_server,
+        partitions=2,
+        KAFKA_DLQ_TOPIC="no such topic!",
+        SYNC_SHUTDOWN_GRACE_SECONDS="1",
+    )
+    tuning = replace(
+        fast_tuning(),
+        delivery=DeliveryPolicy(wait_initial=0.05, wait_max=0.2, blocked_wait=0.5),
+        producer_request_timeout_ms=1_000,
+    )
+    blocked_before = REGISTRY.get_sample_value("cxone_sync_publish_blocked")
+    await produce_to(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        0,
+        [
+            (b"k-bad", b"{not json"),
+            (b"u-p0", role_change("u-p0", "agent_voice", event_id="evt-p0")),
+        ],
+    )
+    await produce_to(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        1,
+        [(b"u-p1", role_change("u-p1", "agent_voice", event_id="evt-p1"))],
+    )
+    async with (
+        running_service(pipeline.settings(), tuning=tuning) as service,
+        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+    ):
+        await audit.wait_until(
+            lambda reader: {"evt-p0", "evt-p1"} <= {event.data.event_id for event in reader.events},
+            within=WITHIN,
+            what="both valid events audited",
+        )
+        await wait_until(
+            lambda: service.health.not_ready_reason() == "publish_blocked",
+            within=WITHIN,
+            what="readiness to say publish_blocked",
+        )
+        assert REGISTRY.get_sample_value("cxone_sync_publish_blocked") == blocked_before + 1
+        # A commit made after every later record of partition 0 finished still leaves it alone.
+        await produce_to(
+            pipeline.bootstrap_servers,
+            pipeline.input_topic,
+            1,
+            [(b"u-p1", role_change("u-p1", "agent_digital", event_id="evt-p1b"))],
+        )
+        await audit.wait_until(
+            lambda reader: "evt-p1b" in {event.data.event_id for event in reader.events},
+            within=WITHIN,
+            what="the later event audited",
+        )
+        commits = await wait_for_commits(
+            pipeline.bootstrap_servers,
+            pipeline.group_id,
+            pipeline.input_topic,
+            {0: None, 1: 2},
+            within=WITHIN,
+        )
+        assert commits == {0: None, 1: 2}
+        assert not service.task.done()
+        await service.shutdown()
+    assert REGISTRY.get_sample_value("cxone_sync_publish_blocked") == blocked_before
+    outcomes = {event.data.event_id: event.data.outcome for event in audit.events}
+    assert outcomes == {
+        "evt-p0": Outcome.SYNCED,
+        "evt-p1": Outcome.SYNCED,
+        "evt-p1b": Outcome.SYNCED,
+    }
+
+
+async def test_the_service_producer_carries_every_dead_letter_it_builds(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """At the default limit a 2 MiB letter is cut to fit; at 4 MiB a 3 MiB one goes whole."""
+    pipeline = await make_pipeline(topics, simulator_server)
+    originals = {
+        MIB: random.Random(1).randbytes(2 * MIB),
+        4 * MIB: random.Random(2).randbytes(3 * MIB),
+    }
+    for limit, original in originals.items():
+        settings = pipeline.settings(kafka_max_record_bytes=limit)
+        producer = build_producer(settings, client_id="test")
+        await producer.start()
+        try:
+            publisher = AuditPublisher(
+                producer,
+                audit_topic=pipeline.audit_topic,
+                dlq_topic=pipeline.dlq_topic,
+                max_record_bytes=settings.kafka_max_record_bytes,
+            )
+            letter = DeadLetter("in", 0, limit, b"u-1", original, "invalid_json", "not UTF-8")
+            await asyncio.wait_for(publisher.publish_dead_letter(letter), WITHIN)
+        finally:
+            await producer.stop()
+    async with TopicReader(pipeline.bootstrap_servers, pipeline.dlq_topic) as dlq:
+        await dlq.wait_until(lambda reader: len(reader.records) == 2, within=WITHIN, what="letters")
+    by_limit = {
+        int(headers["x-source-offset"]): (value, headers) for _, value, headers in dlq.records
+    }
+    cut, cut_headers = by_limit[MIB]
+    assert cut is not None
+    assert len(cut) < MIB
+    assert originals[MIB].startswith(cut)
+    assert cut_headers["x-truncated"] == b"true"
+    assert cut_headers["x-original-size"] == str(2 * MIB).encode()
+    whole, whole_headers = by_limit[4 * MIB]
+    assert whole == originals[4 * MIB]
+    assert "x-truncated" not in whole_headers

@@ -332,3 +332,14 @@ def test_a_malformed_secret_is_not_echoed(environment: pytest.MonkeyPatch) -> No
     message = configuration_error()
     assert message.startswith("configuration error: SYNC_MAX_CONCURRENCY: ")
     assert CLIENT_SECRET not in message
+
+
+def test_max_record_bytes_is_a_mebibyte_by_default_and_bounded(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """KAFKA_MAX_RECORD_BYTES is 1 MiB unless set; a value too small for a dead letter is named."""
+    assert load_settings().kafka_max_record_bytes == 1_048_576
+    environment.setenv("KAFKA_MAX_RECORD_BYTES", "4194304")
+    assert load_settings().kafka_max_record_bytes == 4_194_304
+    environment.setenv("KAFKA_MAX_RECORD_BYTES", "1000")
+    assert configuration_error().startswith("configuration error: KAFKA_MAX_RECORD_BYTES: ")
