@@ -158,11 +158,10 @@ def parse_event(value: bytes | None) -> RoleChangeEvent:
         raise InvalidEvent(
             "invalid_json", f"event: Invalid JSON: not UTF-8 at byte {error.start}"
         ) from None
-    document = _checked_document(text)
-    if document is None:
-        # Not JSON: the JSON validator names the problem as it does for every invalid record.
-        _validated_json(value, event_id=None)
-        raise InvalidEvent("invalid_json", "event: Invalid JSON")
+    try:
+        document = _checked_document(text)
+    except _NotJson as error:
+        raise _invalid_json(value, str(error)) from None
     try:
         # The document is parsed already; its errors then point at objects that exist instead
         # of copying parts of a large record into each of them.
@@ -183,6 +182,17 @@ def _validated_json(value: bytes, *, event_id: str | None) -> RoleChangeEvent:
         raise _invalid(error, event_id) from error
 
 
+def _invalid_json(value: bytes, problem: str) -> InvalidEvent:
+    """Say why a record is not JSON, in the JSON validator's words when it has some."""
+    try:
+        RoleChangeEvent.model_validate_json(value)
+    except ValidationError as error:
+        items = error.errors(include_url=False, include_context=False, include_input=False)
+        if any(item["type"] == "json_invalid" for item in items):
+            return InvalidEvent("invalid_json", _first_error(items))
+    return InvalidEvent("invalid_json", f"event: Invalid JSON: {problem}"[:500])
+
+
 def _invalid(error: ValidationError, event_id: str | None) -> InvalidEvent:
     items = error.errors(include_url=False, include_context=False, include_input=False)
     reason = "invalid_json" if any(item["type"] == "json_invalid" for item in items) else None
@@ -191,11 +201,12 @@ def _invalid(error: ValidationError, event_id: str | None) -> InvalidEvent:
 
 # The most of each punctuation byte a record may hold, counted over its raw bytes (inside
 # strings too), so they are checked before anything is parsed and bound the parser's work. An
-# event at every other limit needs about 9,000 commas, 1,100 colons and 260 brackets; the rest
-# is room for punctuation inside its strings.
+# event at every other limit needs about 9,000 commas, 1,100 colons and 260 of each bracket;
+# the rest is room for punctuation inside its strings.
 MAX_JSON_COMMAS = 16_384
 MAX_JSON_COLONS = 4_096
 MAX_JSON_ARRAYS = 4_096
+MAX_JSON_BRACES = 4_096
 # Counted by the parser itself, so exact: the event, its data, its approval and its roles, and
 # their members (a validator reports each unknown member, so their number bounds its errors).
 MAX_JSON_OBJECTS = MAX_ROLES + 8
@@ -206,6 +217,10 @@ MAX_JSON_NUMBERS = MAX_ROLES + 8
 
 class _ShapeExceeded(Exception):
     """The document holds more of something than any event can."""
+
+
+class _NotJson(Exception):
+    """The record does not parse as JSON."""
 
 
 class _DuplicateKey(Exception):
@@ -246,7 +261,7 @@ class _ShapeCounter:
 
 
 def _checked_document(text: str) -> Any:
-    """The parsed JSON when its shape can be an event's; None when it is not JSON at all.
+    """The parsed JSON when its shape can be an event's; `InvalidEvent` or `_NotJson` if not.
 
     Duplicate member names make a record invalid: which of the two values a reader takes is an
     ambiguity an attacker can use, and I-JSON (RFC 7493) forbids them.
@@ -255,6 +270,7 @@ def _checked_document(text: str) -> Any:
         (",", MAX_JSON_COMMAS, "commas"),
         (":", MAX_JSON_COLONS, "colons"),
         ("[", MAX_JSON_ARRAYS, "'[' brackets"),
+        ("{", MAX_JSON_BRACES, "'{' braces"),
     ):
         if text.count(mark) > limit:
             raise InvalidEvent("schema_violation", f"event: more than {limit} {what} in the record")
@@ -265,6 +281,7 @@ def _checked_document(text: str) -> Any:
             object_pairs_hook=counter.object_pairs,
             parse_int=counter.number,
             parse_float=counter.number,
+            parse_constant=_not_json,
         )
     except _ShapeExceeded as error:
         raise InvalidEvent("schema_violation", f"event: {error}") from None
@@ -273,10 +290,15 @@ def _checked_document(text: str) -> Any:
         raise InvalidEvent("invalid_json", f"event: duplicate JSON object key {name!r}") from None
     except RecursionError:
         raise InvalidEvent("invalid_json", "event: JSON nested too deeply") from None
-    except ValueError:
-        return None
+    except ValueError as error:
+        raise _NotJson(str(error)) from None
     _check_arrays(document)
     return document
+
+
+def _not_json(constant: str) -> None:
+    """Refuse NaN and Infinity, which Python's parser accepts and JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _check_arrays(document: Any) -> None:

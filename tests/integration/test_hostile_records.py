@@ -17,12 +17,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
+import stamina
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.classify import hostile_records
 from consumer.events import Outcome, SourcePosition, SyncResult
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
+from consumer.sandbox.broker import EmbeddedBroker
 from consumer.sandbox.feed import AuditReader, TopicReader
 from consumer.sandbox.server import SimulatorServer
 from consumer.stream.kafka import build_producer
@@ -397,3 +399,50 @@ async def test_the_service_producer_carries_every_dead_letter_it_builds(
     whole, whole_headers = by_limit[4 * MIB]
     assert whole == originals[4 * MIB]
     assert "x-truncated" not in whole_headers
+
+
+async def test_a_frozen_broker_is_retried_with_backoff_and_never_blocks(
+    embedded_broker: EmbeddedBroker,
+) -> None:
+    """While the broker answers nothing the audit is retried, not blocked; it lands after."""
+    await embedded_broker.create_topics(["audit"])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=embedded_broker.bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        request_timeout_ms=1_000,
+    )
+    await producer.start()
+    publisher = AuditPublisher(
+        producer,
+        audit_topic="audit",
+        dlq_topic="dlq",
+        policy=DeliveryPolicy(wait_initial=0.05, wait_max=0.2, blocked_wait=0.2),
+    )
+    retried: list[str] = []
+    blocked_seen: list[bool] = []
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([lambda details: retried.append(details.name)])
+    try:
+        embedded_broker.suspend()
+        try:
+            sending = asyncio.create_task(publisher.publish_result(_invalid_result("audit")))
+
+            def two_retries() -> bool:
+                blocked_seen.append(publisher.blocked)
+                return len(retried) >= 2
+
+            await wait_until(two_retries, within=WITHIN, what="two retries")
+            assert not sending.done()
+        finally:
+            embedded_broker.resume()
+        await asyncio.wait_for(sending, WITHIN)
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+        await producer.stop()
+    assert blocked_seen
+    assert set(blocked_seen) == {False}
+    assert publisher.blocked is False
+    async with AuditReader(embedded_broker.bootstrap_servers, "audit") as audit:
+        results = await audit.wait_for_results(1, within=WITHIN)
+    assert [event.data.outcome for event in results.values()] == [Outcome.INVALID]

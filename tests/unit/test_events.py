@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from consumer.errors import InvalidEvent
 from consumer.events import (
     MAX_JSON_ARRAYS,
+    MAX_JSON_BRACES,
     MAX_JSON_COLONS,
     MAX_JSON_COMMAS,
     MAX_JSON_NUMBERS,
@@ -628,3 +629,21 @@ def test_an_escaped_surrogate_pair_is_one_character() -> None:
     """A properly escaped pair is a valid character of a valid event."""
     value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud83d\\ude00"', 1)
     assert parse_event(value).id == "evt-\U0001f600"
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_invalid_json(constant: bytes) -> None:
+    """Python's parser would take NaN and Infinity; JSON has no such values."""
+    value = encoded(event_document()).replace(
+        b'"specversion": "1.0"', b'"specversion": ' + constant
+    )
+    assert invalid(value).reason == "invalid_json"
+
+
+def test_many_braces_are_refused_before_parsing() -> None:
+    """More '{' than the limit refuse the record before it is parsed."""
+    error = invalid(b'{"id": "' + b"{" * (MAX_JSON_BRACES + 1) + b'"}')
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        f"event: more than {MAX_JSON_BRACES} '{{' braces in the record",
+    )
