@@ -47,8 +47,8 @@ def build_producer(
     idempotent producer's InitProducerId. Ordering per key holds without it because each key
     has at most one result in flight (the dispatcher runs one event per user at a time).
 
-    Dead letters are cut to `KAFKA_MAX_RECORD_BYTES` and audit events are bounded far below it,
-    so a request of that size carries anything the service sends.
+    Dead letters are cut to `KAFKA_MAX_RECORD_BYTES` and audit events carry only bounded fields,
+    so a request of that size (never below Kafka's default 1 MiB) carries anything it sends.
     """
     return AIOKafkaProducer(
         **connection_options(settings),
