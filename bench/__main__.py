@@ -1,9 +1,9 @@
 """`python -m bench [PART ...]`: run benchmark parts, print their tables, write a results file.
 
-Parts: transport, throughput, backlog, ratelimit (all four when none is named). Running all of
-them writes bench/results/latest.md unless `--output` says otherwise; running some writes a file
-only when `--output` is given. Every part starts and stops its own processes (Tansu broker,
-simulator, service) and is bounded in time.
+Parts: transport, throughput, backlog, ratelimit, classify (all five when none is named).
+Running all of them writes bench/results/latest.md unless `--output` says otherwise; running
+some writes a file only when `--output` is given. Every part starts and stops its own processes
+(Tansu broker, simulator, service) and is bounded in time.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import backlog, ratelimit, throughput, transport
+from bench import backlog, classify, ratelimit, throughput, transport
 from bench.machine import CpuSample, machine_lines
 from bench.report import Table
 from consumer.observability.logging import configure_logging
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 
-PARTS = ("transport", "throughput", "backlog", "ratelimit")
+PARTS = ("transport", "throughput", "backlog", "ratelimit", "classify")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.md"
 
 
@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--seconds", type=float, default=60.0, help="window per instance count")
     group.add_argument("--per-minute", type=float, default=600.0, help="the simulator's limit")
     group.add_argument("--burst", type=int, default=1, help="the simulator's token bucket size")
+    group = parser.add_argument_group("classify")
+    group.add_argument("--reads", type=int, default=30, help="reads of each record shape")
     return parser
 
 
@@ -85,6 +87,9 @@ def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[li
     async def transport_part() -> list[Table]:
         return [await transport.run(transport_options)]
 
+    async def classify_part() -> list[Table]:
+        return [classify.run(classify.ClassifyOptions(repeat=arguments.reads))]
+
     return {
         "transport": transport_part,
         "throughput": _broker_part(
@@ -94,6 +99,7 @@ def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[li
         "ratelimit": _broker_part(
             arguments, lambda broker: ratelimit.run(broker, ratelimit_options)
         ),
+        "classify": classify_part,
     }
 
 

@@ -107,14 +107,18 @@ class PolicyRejection(SyncError):
 
 
 class InvalidEvent(SyncError):
-    """The record is not a valid event: `reason` is `invalid_json` or `schema_violation`."""
+    """The record is not a valid event: `invalid_json`, `schema_violation` or `too_large`.
+
+    `event_id` is the record's `id` when its JSON parsed and carried one an event could have.
+    """
 
     retriable = False
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, event_id: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.event_id = event_id
 
 
 class ConfigurationError(Exception):

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from consumer.errors import InvalidEvent
+
+# Limits of the contract: no real user needs more, and each bounds the work one record costs.
+MAX_ROLES = 256
+MAX_PARENTS = 32
+MAX_EVENT_ID = 256
+MAX_SOURCE = 1024
+MAX_USER_NAME = 256
+MAX_DISPLAY_NAME = 256
+MAX_USER_ID = 128
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_@:\-][A-Za-z0-9._@:\-]{0,127}$"
 ROLE_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
@@ -45,9 +57,11 @@ class RoleAssignment(_Strict):
     """One role the IdP wants the user to hold."""
 
     role_id: RoleId
-    display_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    display_name: Annotated[str, Field(min_length=1, max_length=MAX_DISPLAY_NAME)] | None = None
     primary: bool = False
-    inherits_from: tuple[RoleId, ...] | None = None
+    inherits_from: (
+        Annotated[tuple[RoleId, ...], Field(max_length=MAX_PARENTS, fail_fast=True)] | None
+    ) = None
 
 
 class Approval(_Strict):
@@ -61,8 +75,11 @@ class RoleChangeData(_Strict):
     """The payload of an input event."""
 
     user_id: UserId
-    user_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    roles: tuple[RoleAssignment, ...] | None = None
+    user_name: Annotated[str, Field(min_length=1, max_length=MAX_USER_NAME)] | None = None
+    # fail_fast: one bad role is enough to refuse the event, and stopping there bounds the work.
+    roles: (
+        Annotated[tuple[RoleAssignment, ...], Field(max_length=MAX_ROLES, fail_fast=True)] | None
+    ) = None
     approval: Approval | None = None
 
     @field_validator("user_id")
@@ -79,8 +96,8 @@ class RoleChangeData(_Strict):
     ) -> tuple[RoleAssignment, ...] | None:
         if roles is None:
             return None
-        ids = [role.role_id for role in roles]
-        duplicates = sorted({role_id for role_id in ids if ids.count(role_id) > 1})
+        counts = Counter(role.role_id for role in roles)
+        duplicates = sorted(role_id for role_id, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"duplicate role_id: {', '.join(duplicates)}")
         if sum(role.primary for role in roles) > 1:
@@ -92,11 +109,11 @@ class RoleChangeEvent(_Strict):
     """An IdP role-change event (topic `idp.role-changes`, key = user id)."""
 
     specversion: Literal["1.0"]
-    id: Annotated[str, Field(min_length=1, max_length=256)]
-    source: Annotated[str, Field(min_length=1, max_length=1024)]
+    id: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_ID)]
+    source: Annotated[str, Field(min_length=1, max_length=MAX_SOURCE)]
     type: EventType
     time: datetime | None = None
-    subject: str | None = None
+    subject: Annotated[str, Field(max_length=MAX_USER_ID)] | None = None
     datacontenttype: Literal["application/json"] | None = None
     data: RoleChangeData
 
@@ -127,19 +144,187 @@ class RoleChangeEvent(_Strict):
 
 
 def parse_event(value: bytes | None) -> RoleChangeEvent:
-    """Decode a Kafka record value, or raise `InvalidEvent` saying why."""
+    """Decode a Kafka record value, or raise `InvalidEvent` saying why.
+
+    The work is linear in the record's size and bounded before anything is built: the JSON
+    shape is checked against what an event can hold first, so a hostile record costs about as
+    much as reading its bytes, never a model per element.
+    """
     if value is None:
         raise InvalidEvent("invalid_json", "record has no value (tombstone)")
     try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(
+            "invalid_json", f"event: Invalid JSON: not UTF-8 at byte {error.start}"
+        ) from None
+    try:
+        document = _checked_document(text)
+    except _NotJson as error:
+        raise _invalid_json(value, str(error)) from None
+    # The shape is bounded now, so the JSON validator may have the last word: strict, so that
+    # no field is coerced from another type ("primary": "yes"), and it refuses what a Python
+    # string keeps (an escape spelling a lone surrogate).
+    return _validated_json(value, event_id=_event_id_of(document))
+
+
+def _validated_json(value: bytes, *, event_id: str | None) -> RoleChangeEvent:
+    try:
         return RoleChangeEvent.model_validate_json(value, strict=True)
     except ValidationError as error:
-        if any(item["type"] == "json_invalid" for item in error.errors()):
-            raise InvalidEvent("invalid_json", _first_error(error)) from error
-        raise InvalidEvent("schema_violation", _first_error(error)) from error
+        raise _invalid(error, event_id) from error
 
 
-def _first_error(error: ValidationError) -> str:
-    items = error.errors(include_url=False, include_input=False)
+def _invalid_json(value: bytes, problem: str) -> InvalidEvent:
+    """Say why a record is not JSON, in the JSON validator's words when it has some."""
+    try:
+        RoleChangeEvent.model_validate_json(value)
+    except ValidationError as error:
+        items = error.errors(include_url=False, include_context=False, include_input=False)
+        if any(item["type"] == "json_invalid" for item in items):
+            return InvalidEvent("invalid_json", _first_error(items))
+    return InvalidEvent("invalid_json", f"event: Invalid JSON: {problem}"[:500])
+
+
+def _invalid(error: ValidationError, event_id: str | None) -> InvalidEvent:
+    items = error.errors(include_url=False, include_context=False, include_input=False)
+    reason = "invalid_json" if any(item["type"] == "json_invalid" for item in items) else None
+    return InvalidEvent(reason or "schema_violation", _first_error(items), event_id=event_id)
+
+
+# The most of each punctuation byte a record may hold, counted over its raw bytes (inside
+# strings too), so they are checked before anything is parsed and bound the parser's work. An
+# event at every other limit needs about 9,000 commas, 1,100 colons and 260 of each bracket;
+# the rest is room for punctuation inside its strings.
+MAX_JSON_COMMAS = 16_384
+MAX_JSON_COLONS = 4_096
+MAX_JSON_ARRAYS = 4_096
+MAX_JSON_BRACES = 4_096
+# Counted by the parser itself, so exact: the event, its data, its approval and its roles, and
+# their members (a validator reports each unknown member, so their number bounds its errors).
+MAX_JSON_OBJECTS = MAX_ROLES + 8
+MAX_JSON_MEMBERS = MAX_ROLES * 4 + 64
+# No number field exists; `time` and `primary` may still be written as numbers.
+MAX_JSON_NUMBERS = MAX_ROLES + 8
+
+
+class _ShapeExceeded(Exception):
+    """The document holds more of something than any event can."""
+
+
+class _NotJson(Exception):
+    """The record does not parse as JSON."""
+
+
+class _DuplicateKey(Exception):
+    """An object names the same member twice."""
+
+
+class _ShapeCounter:
+    """Parser hooks that count objects and numbers, and refuse duplicate member names."""
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.members = 0
+        self.numbers = 0
+
+    def object_pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """Build one object, counting it and its members; refuse a repeated member name."""
+        self.objects += 1
+        self.members += len(pairs)
+        if self.objects > MAX_JSON_OBJECTS:
+            raise _ShapeExceeded(f"more than {MAX_JSON_OBJECTS} JSON objects")
+        if self.members > MAX_JSON_MEMBERS:
+            raise _ShapeExceeded(f"more than {MAX_JSON_MEMBERS} JSON object members")
+        document = dict(pairs)
+        if len(document) != len(pairs):
+            seen: set[str] = set()
+            for name, _ in pairs:
+                if name in seen:
+                    raise _DuplicateKey(name)
+                seen.add(name)
+        return document
+
+    def number(self, text: str) -> float | int:
+        """Parse one number, counting it."""
+        self.numbers += 1
+        if self.numbers > MAX_JSON_NUMBERS:
+            raise _ShapeExceeded(f"more than {MAX_JSON_NUMBERS} JSON numbers")
+        return float(text) if any(mark in text for mark in ".eE") else int(text)
+
+
+def _checked_document(text: str) -> Any:
+    """The parsed JSON when its shape can be an event's; `InvalidEvent` or `_NotJson` if not.
+
+    Duplicate member names make a record invalid: which of the two values a reader takes is an
+    ambiguity an attacker can use, and I-JSON (RFC 7493) forbids them.
+    """
+    for mark, limit, what in (
+        (",", MAX_JSON_COMMAS, "commas"),
+        (":", MAX_JSON_COLONS, "colons"),
+        ("[", MAX_JSON_ARRAYS, "'[' brackets"),
+        ("{", MAX_JSON_BRACES, "'{' braces"),
+    ):
+        if text.count(mark) > limit:
+            raise InvalidEvent("schema_violation", f"event: more than {limit} {what} in the record")
+    counter = _ShapeCounter()
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=counter.object_pairs,
+            parse_int=counter.number,
+            parse_float=counter.number,
+            parse_constant=_not_json,
+        )
+    except _ShapeExceeded as error:
+        raise InvalidEvent("schema_violation", f"event: {error}") from None
+    except _DuplicateKey as error:
+        name = str(error)[:64]
+        raise InvalidEvent("invalid_json", f"event: duplicate JSON object key {name!r}") from None
+    except RecursionError:
+        raise InvalidEvent("invalid_json", "event: JSON nested too deeply") from None
+    except ValueError as error:
+        raise _NotJson(str(error)) from None
+    _check_arrays(document)
+    return document
+
+
+def _not_json(constant: str) -> None:
+    """Refuse NaN and Infinity, which Python's parser accepts and JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _check_arrays(document: Any) -> None:
+    """Refuse over-long role lists before the validator builds a model per element."""
+    data = document.get("data") if isinstance(document, dict) else None
+    roles = data.get("roles") if isinstance(data, dict) else None
+    if not isinstance(roles, list):
+        return
+    if len(roles) > MAX_ROLES:
+        raise InvalidEvent(
+            "schema_violation",
+            f"data.roles: at most {MAX_ROLES} roles per event, not {len(roles)}",
+            event_id=_event_id_of(document),
+        )
+    for index, role in enumerate(roles):
+        parents = role.get("inherits_from") if isinstance(role, dict) else None
+        if isinstance(parents, list) and len(parents) > MAX_PARENTS:
+            raise InvalidEvent(
+                "schema_violation",
+                f"data.roles.{index}.inherits_from: at most {MAX_PARENTS} roles",
+                event_id=_event_id_of(document),
+            )
+
+
+def _event_id_of(document: Any) -> str | None:
+    """The id of a document that parsed, when it is one an event could carry."""
+    event_id = document.get("id") if isinstance(document, dict) else None
+    if isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID and event_id.isprintable():
+        return event_id
+    return None
+
+
+def _first_error(items: list[ErrorDetails]) -> str:
     first = items[0]
     where = ".".join(str(part) for part in first["loc"]) or "event"
     more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""

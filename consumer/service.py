@@ -27,7 +27,7 @@ from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import Settings
 from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.kafka import build_producer, connection_options, verify_broker_tls
-from consumer.stream.publisher import AuditPublisher
+from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
 
@@ -40,6 +40,9 @@ class Tuning:
 
     retry: RetryPolicy | None = None
     limits: FlowLimits | None = None
+    delivery: DeliveryPolicy | None = None
+    # How long the producer waits for a broker's answer, or for a topic's metadata.
+    producer_request_timeout_ms: int = 30_000
     # Overrides METRICS_HOST when set (tests and the demo bind loopback only).
     metrics_host: str | None = None
     circuit_probe_interval: float = 5.0
@@ -147,12 +150,19 @@ async def run_service(
         )
 
         await verify_broker_tls(settings)
-        producer = build_producer(settings, client_id=client_id)
+        producer = build_producer(
+            settings, client_id=client_id, request_timeout_ms=tuning.producer_request_timeout_ms
+        )
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = AuditPublisher(
-            producer, audit_topic=settings.kafka_audit_topic, dlq_topic=settings.kafka_dlq_topic
+            producer,
+            audit_topic=settings.kafka_audit_topic,
+            dlq_topic=settings.kafka_dlq_topic,
+            max_record_bytes=settings.kafka_max_record_bytes,
+            policy=tuning.delivery,
         )
+        health.publish_blocked_probe = lambda: publisher.blocked
 
         kafka = AIOKafkaConsumer(
             **connection_options(settings),

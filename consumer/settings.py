@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_sasl_oauth_token_file: Path | None = None
+    # A larger input record is refused unparsed (`too_large`); no record sent is larger either.
+    kafka_max_record_bytes: Annotated[int, Field(ge=16_384, le=104_857_600)] = 1_048_576
 
     cxone_scim_base_url: str
     cxone_token_url: str | None = None

@@ -38,6 +38,8 @@ class HealthState:
         self._guard_tripped = False
         # When set, the guard itself answers `guard_tripped` and the stored flag is ignored.
         self.guard_tripped_probe: Callable[[], bool] | None = None
+        # The publisher answers whether a record it cannot publish for good holds a partition.
+        self.publish_blocked_probe: Callable[[], bool] = lambda: False
         CIRCUIT_OPEN.set(0)
         GUARD_TRIPPED.set(0)
 
@@ -67,6 +69,8 @@ class HealthState:
         """Why the consumer should get no traffic right now, or None when it is ready."""
         if not self.joined:
             return "not_joined"
+        if self.publish_blocked_probe():
+            return "publish_blocked"
         if self.circuit_open:
             return "circuit_open"
         return None

@@ -33,7 +33,7 @@ LATENCY_BUCKETS = (
 # The known values of the reason labels: codes, never messages or user ids.
 RETRY_REASONS = frozenset({"rate_limited", "server_error", "network", "auth", "conflict"})
 ESCALATION_REASONS = frozenset({"unknown_role", "approval_required"})
-DLQ_REASONS = frozenset({"invalid_json", "schema_violation"})
+DLQ_REASONS = frozenset({"invalid_json", "schema_violation", "too_large"})
 
 EVENTS = Counter(
     "cxone_sync_events",
@@ -109,6 +109,11 @@ BUILD_INFO = Gauge(
     "cxone_sync_build_info",
     "Always 1; the label carries the running version.",
     ["version"],
+    registry=REGISTRY,
+)
+PUBLISH_BLOCKED = Gauge(
+    "cxone_sync_publish_blocked",
+    "Records the broker refuses for good (audit or DLQ copy); their partitions stop committing.",
     registry=REGISTRY,
 )
 WEBHOOK_FAILURES = Counter(

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.errors import InvalidEvent
-from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult, parse_event
+from consumer.events import (
+    MAX_USER_ID,
+    Mode,
+    Outcome,
+    RoleChangeEvent,
+    SourcePosition,
+    SyncResult,
+    is_valid_user_id,
+    parse_event,
+)
 from consumer.observability.outcomes import record_result
 from consumer.stream.dispatcher import KeyedDispatcher
 from consumer.stream.offsets import OffsetTracker
@@ -29,8 +36,6 @@ from consumer.stream.publisher import AuditPublisher, DeadLetter
 from consumer.sync import Synchronizer, superseded_result
 
 log = structlog.get_logger(__name__)
-
-P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,27 @@ class WorkItem:
         return f"invalid/{self.tp.partition}/{self.offset}"
 
 
-def read_record(record: ConsumerRecord[bytes, bytes], *, epoch: int, now: float) -> WorkItem:
-    """Decode a record into a work item; a bad one carries the reason instead of an event."""
+def read_record(
+    record: ConsumerRecord[bytes, bytes], *, epoch: int, now: float, max_bytes: int
+) -> WorkItem:
+    """Decode a record into a work item; a bad one carries the reason instead of an event.
+
+    A record above `max_bytes` (key and value) is refused before any of it is parsed.
+    """
     tp = TopicPartition(record.topic, record.partition)
     event: RoleChangeEvent | None = None
     invalid: InvalidEvent | None = None
+    size = len(record.key or b"") + len(record.value or b"")
     try:
+        if size > max_bytes:
+            raise InvalidEvent(
+                "too_large", f"record is {size} bytes, above KAFKA_MAX_RECORD_BYTES={max_bytes}"
+            )
         event = parse_event(record.value)
         if record.key is not None and record.key != event.user_id.encode():
-            raise InvalidEvent("schema_violation", "record key does not equal data.user_id")
+            raise InvalidEvent(
+                "schema_violation", "record key does not equal data.user_id", event_id=event.id
+            )
     except InvalidEvent as error:
         event, invalid = None, error
     return WorkItem(tp, record.offset, epoch, record.key, record.value, now, event, invalid)
@@ -170,7 +187,7 @@ class StreamConsumer:
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
         tp = TopicPartition(record.topic, record.partition)
         epoch = self._tracker.track(tp, record.offset)
-        item = read_record(record, epoch=epoch, now=now)
+        item = read_record(record, epoch=epoch, now=now, max_bytes=self._publisher.max_record_bytes)
         self._dispatcher.submit(item.dispatch_key, item)
 
     def _apply_pauses(self) -> None:
@@ -268,11 +285,10 @@ class StreamConsumer:
             reason=error.reason,
             detail=error.detail,
         )
-        await _until_acknowledged(self._publisher.publish_dead_letter, letter)
-        user_id = item.key.decode(errors="replace") if item.key else None
+        await self._publisher.publish_dead_letter(letter)
         return SyncResult(
-            event_id=None,
-            user_id=user_id,
+            event_id=error.event_id,
+            user_id=_user_id_of_key(item.key),
             outcome=Outcome.INVALID,
             reason=error.reason,
             detail=error.detail,
@@ -283,7 +299,7 @@ class StreamConsumer:
         )
 
     async def _publish(self, item: WorkItem, result: SyncResult) -> None:
-        await _until_acknowledged(self._publisher.publish_result, result)
+        await self._publisher.publish_result(result)
         record_result(result, latency_seconds=self._clock() - item.received_at)
         self._tracker.finish(item.tp, item.offset, item.epoch)
         if self._on_result is not None:
@@ -374,10 +390,13 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner.on_assigned(set(assigned))
 
 
-async def _until_acknowledged(send: Callable[[P], Awaitable[None]], payload: P) -> None:
-    """Publish until the broker acknowledges: a result is never dropped, only delayed."""
-    async for attempt in stamina.retry_context(
-        on=KafkaError, attempts=None, timeout=None, wait_initial=0.2, wait_max=10.0
-    ):
-        with attempt:
-            await send(payload)
+def _user_id_of_key(key: bytes | None) -> str | None:
+    """The key of an invalid record as the audit's user id, only when it is a valid one.
+
+    Anything else stays out of the audit event: an unbounded or hostile key would make the
+    audit record itself too large, and the DLQ copy keeps the key anyway.
+    """
+    if key is None or len(key) > MAX_USER_ID:
+        return None
+    text = key.decode("ascii", errors="replace")
+    return text if is_valid_user_id(text) else None

@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 TLS_PROTOCOLS = frozenset({SecurityProtocol.SSL, SecurityProtocol.SASL_SSL})
 DEFAULT_KAFKA_PORT = 9092
 
+DEFAULT_MAX_REQUEST_SIZE = 1_048_576
+"""aiokafka's default `max_request_size`."""
+
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Bootstrap servers, TLS and SASL options shared by consumers, producers and admin clients."""
@@ -170,12 +173,17 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         return self._token
 
 
-def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+def build_producer(
+    settings: Settings, *, client_id: str, request_timeout_ms: int = 30_000
+) -> AIOKafkaProducer:
     """A producer whose sends resolve only once every in-sync replica has the record.
 
     Idempotence stays off: some Kafka-protocol brokers (Tansu 0.6) do not implement the
     idempotent producer's InitProducerId. Ordering per key holds without it because each key
     has at most one result in flight (the dispatcher runs one event per user at a time).
+
+    Dead letters are cut to `KAFKA_MAX_RECORD_BYTES` and audit events carry only bounded fields,
+    so a request of that size (never below Kafka's default 1 MiB) carries anything it sends.
     """
     return AIOKafkaProducer(
         **connection_options(settings),
@@ -183,8 +191,9 @@ def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=False,
         linger_ms=5,
-        request_timeout_ms=30_000,
+        request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=200,
+        max_request_size=max(settings.kafka_max_record_bytes, DEFAULT_MAX_REQUEST_SIZE),
     )
 
 

@@ -26,6 +26,7 @@ EXPECTED_ALERTS = {
     "DeadLetterTraffic",
     "CircuitOpen",
     "MassRevocationGuardTripped",
+    "PublishBlocked",
     "RoleSyncDown",
 }
 

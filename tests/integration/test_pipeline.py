@@ -427,12 +427,14 @@ class TestOneRunningService:
         assert after.roles_after == ("agent_voice",)
 
         cases = [
-            ("k-broken", broken_json, "invalid_json"),
-            ("u-schema", schema_violation, "schema_violation"),
+            ("k-broken", broken_json, "invalid_json", None),
+            ("u-schema", schema_violation, "schema_violation", "evt-schema"),
         ]
         offsets = []
-        for key, value, reason in cases:
-            audited = await live.result(key=key)
+        for key, value, reason, event_id in cases:
+            # The id of a record whose JSON parsed is carried; a broken one has none.
+            audited = await live.result(event_id=event_id, key=key)
+            assert (audited.event_id, audited.user_id) == (event_id, key)
             assert audited.outcome is Outcome.INVALID
             assert audited.reason == reason
             assert audited.detail
@@ -448,7 +450,7 @@ class TestOneRunningService:
             }
             offsets.append(audited.source.offset)
         assert offsets[0] < offsets[1] < after.source.offset
-        assert "priority" in str((await live.result(key="u-schema")).detail)
+        assert "priority" in str((await live.result(event_id="evt-schema")).detail)
         assert user_requests(live.simulator, "u-schema") == []
         assert await wait_for_commit(live.pipeline, after.source.offset + 1) >= (
             after.source.offset + 1
@@ -459,8 +461,13 @@ class TestOneRunningService:
     ) -> None:
         """A user id with '/' or '..' is invalid input, dead-lettered, and never sent to CXone."""
         for user_id in ("evil/admin", "evil..x", "../evil"):
-            await live.send((user_id.encode(), role_change(user_id, "agent_basic")))
-            result = await live.result(key=user_id)
+            event_id = f"evt-{user_id}"
+            await live.send(
+                (user_id.encode(), role_change(user_id, "agent_basic", event_id=event_id))
+            )
+            result = await live.result(event_id=event_id)
+            # A key that is no valid user id stays out of the audit (the DLQ copy keeps it).
+            assert result.user_id is None
             assert result.outcome is Outcome.INVALID
             assert result.reason == "schema_violation"
             assert result.detail is not None

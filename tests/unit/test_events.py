@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,14 @@ from pydantic import ValidationError
 
 from consumer.errors import InvalidEvent
 from consumer.events import (
+    MAX_JSON_ARRAYS,
+    MAX_JSON_BRACES,
+    MAX_JSON_COLONS,
+    MAX_JSON_COMMAS,
+    MAX_JSON_NUMBERS,
+    MAX_JSON_OBJECTS,
+    MAX_PARENTS,
+    MAX_ROLES,
     AuditEvent,
     EventType,
     Mode,
@@ -114,6 +123,7 @@ def test_invalid_user_ids(user_id: str) -> None:
     """A user id with a slash, '..', a space, a leading dot or over 128 characters is refused."""
     assert is_valid_user_id(user_id) is False
     document = event_document(user_id=user_id)
+    del document["subject"]  # bounded too: the error would name it first
     assert schema_violation(document).startswith("data.user_id: ")
 
 
@@ -389,3 +399,251 @@ def test_model_and_parse_event_agree() -> None:
     """parse_event gives the same event as validating the model directly."""
     document = event_document()
     assert parse_event(encoded(document)) == RoleChangeEvent.model_validate(copy.deepcopy(document))
+
+
+def invalid(value: bytes) -> InvalidEvent:
+    """Parse bytes that must be refused; return the error."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(value)
+    return caught.value
+
+
+def test_256_roles_are_accepted_and_257_refused() -> None:
+    """An event may carry 256 roles; one more is a schema violation naming the limit."""
+    roles = [{"role_id": f"r-{index}"} for index in range(MAX_ROLES)]
+    assert len(parse_event(encoded(event_document(roles=roles))).desired_roles) == MAX_ROLES
+    error = invalid(encoded(event_document(roles=[*roles, {"role_id": "one-more"}])))
+    assert error.reason == "schema_violation"
+    assert error.detail == f"data.roles: at most {MAX_ROLES} roles per event, not 257"
+    assert error.event_id == "evt-1"
+
+
+def test_forty_thousand_roles_are_refused_before_any_is_parsed() -> None:
+    """40,000 role objects hold more commas than the limit: refused before parsing."""
+    roles = [{"role_id": f"r-{index}"} for index in range(40_000)]
+    error = invalid(encoded(event_document(roles=roles)))
+    assert error.reason == "schema_violation"
+    assert error.detail == f"event: more than {MAX_JSON_COMMAS} commas in the record"
+
+
+def test_many_members_are_refused_by_their_colons() -> None:
+    """Five thousand members hold more colons than the limit: refused before parsing."""
+    value = b"{" + b" ".join(b'"m%d":1' % index for index in range(5_000)) + b"}"
+    error = invalid(value)
+    assert error.reason == "schema_violation"
+    assert error.detail == f"event: more than {MAX_JSON_COLONS} colons in the record"
+
+
+def test_many_empty_objects_stop_the_parser_at_its_object_limit() -> None:
+    """Objects beyond what an event can hold stop the parser where it counts them."""
+    error = invalid(b"[" + b"{}," * 1000 + b"{}]")
+    assert error.reason == "schema_violation"
+    assert error.detail == f"event: more than {MAX_JSON_OBJECTS} JSON objects"
+
+
+def test_thousands_of_role_strings_are_refused_by_the_role_count() -> None:
+    """5,000 roles that are not objects are refused by the role count, not one by one."""
+    error = invalid(encoded(event_document(roles=["agent_basic"] * 5_000)))
+    assert error.reason == "schema_violation"
+    assert error.detail == f"data.roles: at most {MAX_ROLES} roles per event, not 5000"
+
+
+def test_too_many_parents_are_refused() -> None:
+    """A role may declare at most MAX_PARENTS parents."""
+    parents = [f"p-{index}" for index in range(MAX_PARENTS + 1)]
+    error = invalid(encoded(event_document(roles=[{"role_id": "r", "inherits_from": parents}])))
+    assert error.reason == "schema_violation"
+    assert error.detail == f"data.roles.0.inherits_from: at most {MAX_PARENTS} roles"
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("id", 256), ("source", 1024), ("subject", 128)],
+)
+def test_event_strings_are_bounded(field: str, limit: int) -> None:
+    """Each string of the envelope is refused one character above its limit."""
+    document = event_document()
+    document[field] = "x" * (limit + 1)
+    assert schema_violation(document).startswith(f"{field}: String should have at most {limit}")
+
+
+@pytest.mark.parametrize(
+    ("role", "where", "limit"),
+    [
+        ({"role_id": "x" * 129}, "data.roles.0.role_id", 128),
+        ({"role_id": "r", "display_name": "x" * 257}, "data.roles.0.display_name", 256),
+    ],
+)
+def test_role_strings_are_bounded(role: dict[str, Any], where: str, limit: int) -> None:
+    """Role ids and display names are refused above their limits."""
+    assert schema_violation(event_document(roles=[role])).startswith(f"{where}: ")
+
+
+def test_user_name_is_bounded() -> None:
+    """A user name above 256 characters is refused."""
+    detail = schema_violation(event_document(user_name="x" * 257))
+    assert detail.startswith("data.user_name: String should have at most 256")
+
+
+def test_a_megabyte_string_is_refused_by_its_length() -> None:
+    """A 1 MiB event id is a schema violation, and the record's id is not echoed."""
+    error = invalid(encoded({**event_document(), "id": "x" * (1 << 20)}))
+    assert error.reason == "schema_violation"
+    assert error.detail.startswith("id: String should have at most 256 characters")
+    assert error.event_id is None
+
+
+BRACKETS = f"event: more than {MAX_JSON_ARRAYS} '[' brackets in the record"
+
+
+@pytest.mark.parametrize(
+    ("depth", "reason", "detail"),
+    [
+        (2_000, "invalid_json", "event: JSON nested too deeply"),
+        (
+            100_000,
+            "schema_violation",
+            f"event: more than {MAX_JSON_ARRAYS} '[' brackets in the record",
+        ),
+    ],
+)
+def test_deep_nesting_is_refused_without_recursing(depth: int, reason: str, detail: str) -> None:
+    """Arrays nested 2,000 deep hit the parser's depth limit; 100,000 deep, the bracket limit."""
+    nested = b"[" * depth + b"]" * depth
+    value = encoded(event_document()).replace(b'"roles": [', b'"roles": [' + nested + b",", 1)
+    error = invalid(value)
+    assert (error.reason, error.detail) == (reason, detail)
+
+
+def test_deeply_nested_objects_are_invalid_json() -> None:
+    """Objects nested 3,000 deep hit the parser's depth limit: invalid_json."""
+    depth = 3_000
+    value = b'{"a":' * depth + b"1" + b"}" * depth
+    error = invalid(value)
+    assert (error.reason, error.detail) == ("invalid_json", "event: JSON nested too deeply")
+
+
+def test_duplicate_keys_are_invalid_json() -> None:
+    """An object naming a member twice is invalid_json, whichever value would have won."""
+    value = encoded(event_document()).replace(
+        b'"specversion": "1.0"', b'"specversion": "1.0", "id": "evt-0"', 1
+    )
+    assert value.count(b'"id"') == 2
+    error = invalid(value)
+    assert (error.reason, error.detail) == ("invalid_json", "event: duplicate JSON object key 'id'")
+
+
+def test_duplicate_keys_inside_a_role_are_invalid_json() -> None:
+    """A duplicate inside a nested object is found too."""
+    value = encoded(event_document()).replace(
+        b'"primary": true', b'"primary": true, "primary": false', 1
+    )
+    error = invalid(value)
+    assert (error.reason, error.detail) == (
+        "invalid_json",
+        "event: duplicate JSON object key 'primary'",
+    )
+
+
+def test_many_numbers_are_refused_at_the_limit() -> None:
+    """Numbers beyond what an event can hold stop the parser where it counts them."""
+    error = invalid(b"[" + b"1.5," * 10_000 + b"1]")
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        f"event: more than {MAX_JSON_NUMBERS} JSON numbers",
+    )
+
+
+def test_many_commas_are_refused_before_parsing() -> None:
+    """More commas than the limit refuse the record before it is parsed."""
+    value = b"[" + b"true," * (MAX_JSON_COMMAS + 1) + b"true]"
+    error = invalid(value)
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        f"event: more than {MAX_JSON_COMMAS} commas in the record",
+    )
+
+
+def test_bytes_that_are_not_utf8_are_invalid_json() -> None:
+    """A record that is not UTF-8 is invalid_json, naming the first bad byte."""
+    error = invalid(b'{"id": "' + bytes([0xFF]) + b'"}')
+    assert (error.reason, error.detail) == (
+        "invalid_json",
+        "event: Invalid JSON: not UTF-8 at byte 8",
+    )
+
+
+def test_random_bytes_are_invalid_json() -> None:
+    """A megabyte of random bytes is invalid_json."""
+    error = invalid(random.Random(7).randbytes(1 << 20))
+    assert error.reason == "invalid_json"
+
+
+def test_schema_violation_carries_the_event_id() -> None:
+    """A record whose JSON parsed and named an id is refused with that id."""
+    document = event_document()
+    document["data"]["user_id"] = "a/b"
+    error = invalid(encoded(document))
+    assert (error.reason, error.event_id) == ("schema_violation", "evt-1")
+
+
+def test_non_string_id_is_not_carried() -> None:
+    """An id that no event could carry is left out of the error."""
+    document = {**event_document(), "id": ["evt-1"]}
+    assert invalid(encoded(document)).event_id is None
+
+
+def test_utf16_json_is_invalid_json() -> None:
+    """JSON in another encoding than UTF-8 is invalid_json."""
+    error = invalid(json.dumps(event_document()).encode("utf-16"))
+    assert error.reason == "invalid_json"
+
+
+def test_an_event_at_every_limit_is_valid() -> None:
+    """256 roles with the longest names and 32 parents each, and the longest strings, pass."""
+    roles = [
+        {
+            "role_id": f"r{index:03d}" + "x" * 124,
+            "display_name": "D" * 256,
+            "inherits_from": [f"p{parent:02d}" for parent in range(MAX_PARENTS)],
+        }
+        for index in range(MAX_ROLES)
+    ]
+    document = event_document(roles=roles, user_name="n" * 256)
+    document.update(id="i" * 256, source="s" * 1024, subject="u-1")
+    event = parse_event(encoded(document))
+    assert len(event.desired_roles) == MAX_ROLES
+    assert event.desired_roles[0].inherits_from is not None
+    assert len(event.desired_roles[0].inherits_from) == MAX_PARENTS
+
+
+def test_a_lone_surrogate_escape_is_refused() -> None:
+    """An id spelling a lone UTF-16 surrogate is no string an event can carry."""
+    value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud800"', 1)
+    error = invalid(value)
+    assert error.reason == "invalid_json"
+    assert error.detail.startswith("event: Invalid JSON: ")
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    """A properly escaped pair is a valid character of a valid event."""
+    value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud83d\\ude00"', 1)
+    assert parse_event(value).id == "evt-\U0001f600"
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_invalid_json(constant: bytes) -> None:
+    """Python's parser would take NaN and Infinity; JSON has no such values."""
+    value = encoded(event_document()).replace(
+        b'"specversion": "1.0"', b'"specversion": ' + constant
+    )
+    assert invalid(value).reason == "invalid_json"
+
+
+def test_many_braces_are_refused_before_parsing() -> None:
+    """More '{' than the limit refuse the record before it is parsed."""
+    error = invalid(b'{"id": "' + b"{" * (MAX_JSON_BRACES + 1) + b'"}')
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        f"event: more than {MAX_JSON_BRACES} '{{' braces in the record",
+    )

@@ -19,6 +19,7 @@ from consumer.errors import InvalidEvent
 from consumer.events import is_valid_user_id, parse_event
 from consumer.scim.client import user_path
 from consumer.stream.consumer import read_record
+from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
 from tests.hostile import (
     DUPLICATE_KEY_CASES,
     HOSTILE_USER_IDS,
@@ -54,7 +55,7 @@ def record(value: bytes | None, key: bytes | None = None) -> ConsumerRecord[byte
 
 def classify(value: bytes | None, key: bytes | None = None) -> str:
     """The reason the consumer gives a record, or `valid`."""
-    item = read_record(record(value, key), epoch=0, now=0.0)
+    item = read_record(record(value, key), epoch=0, now=0.0, max_bytes=DEFAULT_MAX_RECORD_BYTES)
     if item.invalid is not None:
         assert item.event is None
         return item.invalid.reason

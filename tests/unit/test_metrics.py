@@ -52,8 +52,9 @@ def test_contract_metric_has_its_type_and_exact_labels(name: str) -> None:
 
 
 def test_no_metric_outside_the_contract_but_webhook_failures() -> None:
-    """The module defines the contract's metrics plus the webhook failure counter, nothing else."""
-    assert set(_collectors()) == set(CONTRACT) | {"cxone_sync_webhook_failures_total"}
+    """The module defines the contract's metrics plus the webhook and publish-blocked ones only."""
+    extras = {"cxone_sync_webhook_failures_total", "cxone_sync_publish_blocked"}
+    assert set(_collectors()) == set(CONTRACT) | extras
 
 
 def test_every_metric_is_registered_in_the_service_registry() -> None:

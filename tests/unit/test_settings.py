@@ -583,3 +583,14 @@ def test_a_secret_file_problem_is_reported_like_any_bad_setting(
         (("sync_max_concurrency",), "int_parsing"),
         (("webhook_secret",), "value_error"),
     }
+
+
+def test_max_record_bytes_is_a_mebibyte_by_default_and_bounded(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """KAFKA_MAX_RECORD_BYTES is 1 MiB unless set; a value too small for a dead letter is named."""
+    assert load_settings().kafka_max_record_bytes == 1_048_576
+    environment.setenv("KAFKA_MAX_RECORD_BYTES", "4194304")
+    assert load_settings().kafka_max_record_bytes == 4_194_304
+    environment.setenv("KAFKA_MAX_RECORD_BYTES", "1000")
+    assert configuration_error().startswith("configuration error: KAFKA_MAX_RECORD_BYTES: ")

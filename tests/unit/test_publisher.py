@@ -1,0 +1,156 @@
+"""Tests of the delivery policy: which Kafka errors block, dead letters that fit, the size limit."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from aiokafka import ConsumerRecord
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RecordListTooLargeError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+
+from consumer.observability.http import HealthState
+from consumer.stream.consumer import read_record
+from consumer.stream.publisher import (
+    MAX_KEPT_KEY,
+    DeadLetter,
+    Envelope,
+    blocks_delivery,
+    dead_letter_envelope,
+)
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaConnectionError(),
+        NotLeaderForPartitionError(),
+        RequestTimedOutError(),
+        KafkaTimeoutError(),
+    ],
+    ids=type,
+)
+def test_retriable_errors_do_not_block(error: KafkaError) -> None:
+    """A broker away, a leader moving or a timeout is retried with backoff, never blocked."""
+    assert blocks_delivery(error) is False
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TopicAuthorizationFailedError(),
+        MessageSizeTooLargeError(),
+        RecordListTooLargeError(),
+        UnknownTopicOrPartitionError(),
+    ],
+    ids=type,
+)
+def test_permanent_errors_block(error: KafkaError) -> None:
+    """A refused topic, a record too large, or a topic that does not exist block delivery."""
+    assert blocks_delivery(error) is True
+
+
+def letter(key: bytes | None, value: bytes | None) -> DeadLetter:
+    """A dead letter of the given bytes from partition 3, offset 7."""
+    return DeadLetter("idp.role-changes", 3, 7, key, value, "too_large", "record is too large")
+
+
+def headers_of(envelope: Envelope) -> dict[str, bytes]:
+    """The envelope's headers as a dict."""
+    return dict(envelope.headers)
+
+
+def test_a_small_dead_letter_keeps_the_original_bytes() -> None:
+    """A record that fits goes to the DLQ unchanged, with the five headers and no truncation."""
+    envelope = dead_letter_envelope(letter(b"u-1", b"{bad json"), max_record_bytes=MIB)
+    assert (envelope.key, envelope.value) == (b"u-1", b"{bad json")
+    assert headers_of(envelope) == {
+        "x-error-reason": b"too_large",
+        "x-error-detail": b"record is too large",
+        "x-source-topic": b"idp.role-changes",
+        "x-source-partition": b"3",
+        "x-source-offset": b"7",
+    }
+
+
+@pytest.mark.parametrize("size", [MIB - 90, MIB, 2 * MIB])
+def test_a_dead_letter_that_would_not_fit_carries_a_marked_prefix(size: int) -> None:
+    """Above the limit the value is cut to fit, and the headers say how big and what it was."""
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    envelope = dead_letter_envelope(letter(b"u-1", value), max_record_bytes=MIB)
+    headers = headers_of(envelope)
+    assert envelope.size <= MIB
+    assert envelope.value is not None
+    assert value.startswith(envelope.value)
+    assert len(envelope.value) > MIB - 2048
+    assert headers["x-truncated"] == b"true"
+    assert headers["x-original-size"] == str(size).encode()
+    assert headers["x-original-sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert envelope.key == b"u-1"
+
+
+def test_a_huge_key_is_cut_too_and_described() -> None:
+    """A key above 1 KiB is cut to 1 KiB, with its size and digest in headers."""
+    key = b"k" * (MIB // 2)
+    value = b"v" * MIB
+    envelope = dead_letter_envelope(letter(key, value), max_record_bytes=MIB)
+    headers = headers_of(envelope)
+    assert envelope.size <= MIB
+    assert envelope.key == key[:MAX_KEPT_KEY]
+    assert headers["x-original-key-size"] == str(len(key)).encode()
+    assert headers["x-original-key-sha256"] == hashlib.sha256(key).hexdigest().encode()
+
+
+def record(key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    """A consumer record as aiokafka hands it over."""
+    return ConsumerRecord(
+        topic="t",
+        partition=0,
+        offset=5,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=[],
+    )
+
+
+def test_a_record_above_the_limit_is_too_large_unparsed() -> None:
+    """Key plus value above max_bytes is invalid, too_large, whatever the bytes are."""
+    item = read_record(record(b"u-1", b"x" * 1000), epoch=0, now=0.0, max_bytes=1000)
+    assert item.event is None
+    assert item.invalid is not None
+    assert item.invalid.reason == "too_large"
+    assert item.invalid.detail == "record is 1003 bytes, above KAFKA_MAX_RECORD_BYTES=1000"
+
+
+def test_a_record_at_the_limit_is_parsed() -> None:
+    """A record exactly at the limit is parsed (and here found to be invalid JSON)."""
+    item = read_record(record(b"u-1", b"x" * 997), epoch=0, now=0.0, max_bytes=1000)
+    assert item.invalid is not None
+    assert item.invalid.reason == "invalid_json"
+
+
+def test_readiness_says_publish_blocked_while_the_publisher_is_blocked() -> None:
+    """/readyz's reason is publish_blocked while the probe says so, and clears after."""
+    state = HealthState()
+    state.joined = True
+    blocked = [True]
+    state.publish_blocked_probe = lambda: blocked[0]
+    assert state.not_ready_reason() == "publish_blocked"
+    blocked[0] = False
+    assert state.not_ready_reason() is None
