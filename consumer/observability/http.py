@@ -30,6 +30,8 @@ class HealthState:
         self._guard_tripped = False
         # When set, the guard itself answers `guard_tripped` and the stored flag is ignored.
         self.guard_tripped_probe: Callable[[], bool] | None = None
+        # Set by the service: True while the token endpoint refuses the credentials.
+        self.auth_failed_probe: Callable[[], bool] | None = None
         CIRCUIT_OPEN.set(0)
         GUARD_TRIPPED.set(0)
 
@@ -59,6 +61,8 @@ class HealthState:
         """Why the consumer should get no traffic right now, or None when it is ready."""
         if not self.joined:
             return "not_joined"
+        if self.auth_failed_probe is not None and self.auth_failed_probe():
+            return "auth_failed"
         if self.circuit_open:
             return "circuit_open"
         return None

@@ -51,9 +51,10 @@ def test_contract_metric_has_its_type_and_exact_labels(name: str) -> None:
     assert tuple(collector._labelnames) == labels
 
 
-def test_no_metric_outside_the_contract_but_webhook_failures() -> None:
-    """The module defines the contract's metrics plus the webhook failure counter, nothing else."""
-    assert set(_collectors()) == set(CONTRACT) | {"cxone_sync_webhook_failures_total"}
+def test_no_metric_outside_the_contract_but_webhook_failures_and_auth() -> None:
+    """The module defines the contract's metrics plus the webhook and auth ones, nothing else."""
+    extra = {"cxone_sync_webhook_failures_total", "cxone_sync_auth_rejected"}
+    assert set(_collectors()) == set(CONTRACT) | extra
 
 
 def test_every_metric_is_registered_in_the_service_registry() -> None:
