@@ -157,9 +157,11 @@ def _redirect_detail(response: httpx.Response) -> str:
     location = response.headers.get("Location")
     if not location:
         return f"HTTP {response.status_code} without a Location; not followed"
-    target = httpx.URL(location)
-    # The query is left out: a redirect may carry anything in it.
-    shown = f"{target.scheme}://{target.host}{target.path}" if target.host else target.path
+    try:
+        # The query is left out: a redirect may carry anything in it.
+        shown = str(httpx.URL(location).copy_with(query=None, fragment=None))
+    except httpx.InvalidURL:
+        shown = "an invalid Location"
     return f"HTTP {response.status_code} to {shown}; not followed"[:_DETAIL_LIMIT]
 
 
