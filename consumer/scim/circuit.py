@@ -26,6 +26,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import Context
 from enum import StrEnum
 
 import structlog
@@ -183,8 +184,9 @@ class CircuitBreaker:
     def _start_prober(self) -> None:
         if self._probe is None or (self._prober is not None and not self._prober.done()):
             return
+        # A context of its own: the probe serves no event, so it logs none's context.
         self._prober = asyncio.get_running_loop().create_task(
-            self._probe_until_closed(self._probe), name="circuit-probe"
+            self._probe_until_closed(self._probe), name="circuit-probe", context=Context()
         )
 
     async def _probe_until_closed(self, probe: Probe) -> None:
