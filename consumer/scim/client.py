@@ -158,8 +158,9 @@ def _redirect_detail(response: httpx.Response) -> str:
     if not location:
         return f"HTTP {response.status_code} without a Location; not followed"
     try:
-        # The query is left out: a redirect may carry anything in it.
-        shown = str(httpx.URL(location).copy_with(query=None, fragment=None))
+        # Query and userinfo are left out: a redirect may carry anything in them.
+        target = httpx.URL(location).copy_with(query=None, fragment=None, userinfo=b"")
+        shown = str(target)
     except httpx.InvalidURL:
         shown = "an invalid Location"
     return f"HTTP {response.status_code} to {shown}; not followed"[:_DETAIL_LIMIT]

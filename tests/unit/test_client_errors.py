@@ -74,7 +74,7 @@ def test_success_is_no_error(status: int) -> None:
 @pytest.mark.parametrize("status", [301, 302, 303, 304, 307, 308])
 def test_a_redirect_is_a_permanent_failure_never_a_success(status: int) -> None:
     """A 3xx is `unexpected_redirect`: not followed, not retried, and naming where it pointed."""
-    location = "https://elsewhere.example.com/scim/v2/Users/u-1?token=abc"
+    location = "https://user:pass@elsewhere.example.com/scim/v2/Users/u-1?token=abc"
     error = error_for_response(response(status, headers={"Location": location}), now=NOW)
     assert isinstance(error, UnexpectedRedirect)
     assert error.retriable is False
