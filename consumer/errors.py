@@ -6,12 +6,16 @@
     ├── TransientError             retriable=True: wait and retry, never skip the event
     │   ├── RateLimited            429, carries the server's Retry-After
     │   ├── ServerError            500/502/503/504, 408
-    │   ├── NetworkError           timeouts, resets, refused connections
-    │   ├── AuthError              401/403 after a token refresh, token endpoint trouble
-    │   └── Conflict               409/412: re-read the user and redo the write
+    │   ├── NetworkError           timeouts, resets, refused connections, malformed responses
+    │   ├── AuthError              401 after a token refresh, token endpoint trouble
+    │   │   └── CredentialsRejected  the token endpoint refuses the credentials or scopes
+    │   └── Conflict               409/412: re-read the user and redo the write (bounded)
     ├── PermanentError             retriable=False: audit as `failed`, move on
     │   ├── UserNotFound           404 on the user
-    │   └── ScimRejected           any other 4xx, with the SCIM Error detail
+    │   ├── ScimRejected           any other 4xx, a 409 with scimType uniqueness
+    │   ├── Forbidden              403 on the user, with the SCIM Error detail
+    │   ├── ConflictsExhausted     409/412 still after the bounded re-reads
+    │   └── UnexpectedRedirect     a 3xx: never followed with credentials, never a success
     ├── PolicyRejection            the policy refused the change (audited as `rejected`)
     └── InvalidEvent               the record is not a valid event (audited as `invalid`)
 
@@ -69,6 +73,14 @@ class AuthError(TransientError):
     reason = "auth"
 
 
+class CredentialsRejected(AuthError):
+    """The token endpoint refused for good (bad client, grant or scopes): an operator must act.
+
+    At start-up it stops the service; mid-run the service stays alive but not ready and asks
+    again slowly, since credentials may be rotated under it.
+    """
+
+
 class Conflict(TransientError):
     """The user changed under us (409/412): re-read and redo the read-modify-write."""
 
@@ -98,6 +110,24 @@ class ScimRejected(PermanentError):
     """CXone answered a 4xx that retrying cannot fix."""
 
     reason = "scim_rejected"
+
+
+class Forbidden(PermanentError):
+    """CXone answered 403: these credentials may not change this user."""
+
+    reason = "forbidden"
+
+
+class ConflictsExhausted(PermanentError):
+    """The user kept changing under us (409/412) through every bounded re-read."""
+
+    reason = "conflict"
+
+
+class UnexpectedRedirect(PermanentError):
+    """CXone answered a 3xx: not followed (it would carry the token), and not a success."""
+
+    reason = "unexpected_redirect"
 
 
 class PolicyRejection(SyncError):

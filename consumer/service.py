@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer import __version__
 from consumer.catalog import load_policy
-from consumer.errors import ConfigurationError, SyncError
+from consumer.errors import ConfigurationError, CredentialsRejected, SyncError
 from consumer.events import Mode
 from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
@@ -20,7 +20,7 @@ from consumer.observability.lag import LagRefresher
 from consumer.observability.metrics import BUILD_INFO, INFLIGHT
 from consumer.policy import Policy
 from consumer.revocations import RevocationGate
-from consumer.scim.auth import CxoneAuth, TokenProvider
+from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider
 from consumer.scim.circuit import CircuitBreaker
 from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, instrument_retries
 from consumer.scim.throttle import AdaptiveRateLimiter
@@ -46,6 +46,7 @@ class Tuning:
     # Overrides METRICS_HOST when set (tests and the demo bind loopback only).
     metrics_host: str | None = None
     circuit_probe_interval: float = 5.0
+    token_backoff: TokenBackoff | None = None
     lag_interval: float = 5.0
     # aiokafka's defaults; tests shorten them because some brokers only notice a departed
     # member when its session times out.
@@ -89,8 +90,10 @@ async def open_cxone(
         access_key_id=settings.cxone_access_key_id,
         access_key_secret=settings.cxone_access_key_secret,
         required_scopes=settings.required_scopes,
+        backoff=tuning.token_backoff,
     )
     await _first_token(tokens)
+    health.auth_failed_probe = lambda: tokens.credentials_rejected
 
     def circuit_changed(is_open: bool) -> None:
         health.circuit_open = is_open
@@ -99,6 +102,7 @@ async def open_cxone(
     circuit = CircuitBreaker(
         on_change=circuit_changed, probe_interval=tuning.circuit_probe_interval
     )
+    stack.push_async_callback(circuit.aclose)
     limiter = AdaptiveRateLimiter(ceiling_per_minute=settings.sync_rate_limit_per_minute)
     scim = ScimClient(
         settings.cxone_scim_base_url,
@@ -108,6 +112,9 @@ async def open_cxone(
         circuit=circuit,
         retry=tuning.retry,
     )
+    # The breaker probes on its own timer, so an outage ends for it even when no work is left
+    # to try (partitions paused, in-flight work cancelled by a rebalance).
+    circuit.probe_with(scim.probe)
     return Cxone(scim, circuit)
 
 
@@ -234,10 +241,11 @@ async def _open_webhook(settings: Settings, stack: AsyncExitStack) -> WebhookNot
 
 
 async def _first_token(tokens: TokenProvider) -> None:
-    """Fetch a token at start-up: bad scopes stop here; an unwell CXone only warns."""
+    """Fetch a token at start-up: refused credentials or scopes stop here; trouble only warns."""
     try:
         await tokens.token()
-    except ConfigurationError:
-        raise
+    except CredentialsRejected as error:
+        # A wrong secret is a typo to fix, not a fault to wait out.
+        raise ConfigurationError(f"configuration error: {error}") from None
     except SyncError as error:
         log.warning("auth.startup_token_failed", error=str(error), retriable=error.retriable)

@@ -22,11 +22,13 @@ import httpx
 import stamina
 import structlog
 from pydantic import SecretStr
+from stamina.instrumentation import RetryDetails
 
 from consumer import __version__
 from consumer.errors import ConfigurationError
 from consumer.events import SyncResult, audit_event_of
 from consumer.observability.metrics import WEBHOOK_FAILURES
+from consumer.observability.retries import install_retry_hook
 from consumer.scim.client import parse_retry_after
 from consumer.settings import Settings
 
@@ -113,6 +115,7 @@ class WebhookNotifier:
         """Start the delivery tasks; notifications queued before now are delivered too."""
         if self._workers or self._closed:
             return
+        install_retry_hook("webhook", (_Undelivered,), log_retry)
         self._workers = [
             asyncio.create_task(self._work(), name=f"webhook-{n}")
             for n in range(self._worker_count)
@@ -215,6 +218,16 @@ class WebhookNotifier:
             user_id=result.user_id,
             **fields,
         )
+
+
+def log_retry(details: RetryDetails) -> None:
+    """The webhook's retry hook: say why a notification is tried again, at INFO."""
+    log.info(
+        "webhook.retry",
+        retry=details.retry_num,
+        wait_seconds=round(details.wait_for, 3),
+        error=str(details.caused_by),
+    )
 
 
 def build_webhook(settings: Settings, http: httpx.AsyncClient) -> WebhookNotifier | None:

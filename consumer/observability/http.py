@@ -40,6 +40,8 @@ class HealthState:
         self.guard_tripped_probe: Callable[[], bool] | None = None
         # The publisher answers whether a record it cannot publish for good holds a partition.
         self.publish_blocked_probe: Callable[[], bool] = lambda: False
+        # Set by the service: True while the token endpoint refuses the credentials.
+        self.auth_failed_probe: Callable[[], bool] | None = None
         CIRCUIT_OPEN.set(0)
         GUARD_TRIPPED.set(0)
 
@@ -71,6 +73,8 @@ class HealthState:
             return "not_joined"
         if self.publish_blocked_probe():
             return "publish_blocked"
+        if self.auth_failed_probe is not None and self.auth_failed_probe():
+            return "auth_failed"
         if self.circuit_open:
             return "circuit_open"
         return None

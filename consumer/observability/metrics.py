@@ -116,6 +116,11 @@ PUBLISH_BLOCKED = Gauge(
     "Records the broker refuses for good (audit or DLQ copy); their partitions stop committing.",
     registry=REGISTRY,
 )
+AUTH_REJECTED = Gauge(
+    "cxone_sync_auth_rejected",
+    "1 while the token endpoint refuses the configured credentials or scopes.",
+    registry=REGISTRY,
+)
 WEBHOOK_FAILURES = Counter(
     "cxone_sync_webhook_failures",
     "Webhook notifications dropped after their retries ran out or the queue was full.",

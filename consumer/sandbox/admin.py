@@ -8,7 +8,11 @@ It has no authentication: the simulator listens on 127.0.0.1 only.
     DELETE /_sim/requests         forget the log                           -> 204
     POST   /_sim/faults           {latency_ms, jitter_ms, script, probability, kind,
                                    include_token_endpoint}                 -> 204
-    DELETE /_sim/faults           remove latency, faults and the outage    -> 204
+    DELETE /_sim/faults           remove latency, faults, outage, rules    -> 204
+    POST   /_sim/token-faults     {latency_ms, jitter_ms, script, probability, kind, outage}
+                                  for the token endpoint alone             -> 204
+    POST   /_sim/users/{id}/rules {method, answer, scim_type, detail, times} -> 204
+    DELETE /_sim/users/{id}/rules serve the user normally again            -> 204
     POST   /_sim/outage           {"on": bool}                             -> 204
     POST   /_sim/rate-limit       {per_minute, burst, retry_after}         -> 204
     DELETE /_sim/rate-limit       stop throttling                          -> 204
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from consumer.sandbox.asgi import Receive, Scope, Send, read_body, send_json
-from consumer.sandbox.faults import Fault
+from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer
 from consumer.sandbox.throttle import RetryAfterStyle
 from consumer.scim.nice import CxoneUser
 
@@ -50,6 +54,27 @@ class FaultsInput(_Input):
     probability: float | None = Field(default=None, ge=0, le=1)
     kind: FaultField = Fault.SERVER_ERROR
     include_token_endpoint: bool | None = None
+
+
+class TokenFaultsInput(_Input):
+    """The body of `POST /_sim/token-faults`; fields left out keep their current setting."""
+
+    latency_ms: float | None = Field(default=None, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    script: list[FaultField] = []
+    probability: float | None = Field(default=None, ge=0, le=1)
+    kind: FaultField = Fault.UNAVAILABLE
+    outage: bool | None = None
+
+
+class UserRuleInput(_Input):
+    """The body of `POST /_sim/users/{id}/rules`."""
+
+    method: str = Field(pattern="^(GET|PUT|PATCH)$")
+    answer: Annotated[UserAnswer, BeforeValidator(UserAnswer.parse)]
+    scim_type: str | None = None
+    detail: str = "injected by the simulator"
+    times: int | None = Field(default=None, ge=1)
 
 
 class SwitchInput(_Input):
@@ -107,6 +132,20 @@ class SimulatorAdmin:
                 self._set_faults(FaultsInput.model_validate_json(body))
             case "DELETE", ["faults"]:
                 simulator.clear_faults()
+            case "POST", ["token-faults"]:
+                self._set_token_faults(TokenFaultsInput.model_validate_json(body))
+            case "POST", ["users", user_id, "rules"]:
+                rule = UserRuleInput.model_validate_json(body)
+                simulator.set_user_rule(
+                    user_id,
+                    rule.method,
+                    rule.answer,
+                    scim_type=rule.scim_type,
+                    detail=rule.detail,
+                    times=rule.times,
+                )
+            case "DELETE", ["users", user_id, "rules"]:
+                simulator.clear_user_rules(user_id)
             case "POST", ["outage"]:
                 simulator.set_outage(SwitchInput.model_validate_json(body).on)
             case "POST", ["rate-limit"]:
@@ -136,3 +175,13 @@ class SimulatorAdmin:
         if faults.include_token_endpoint is not None:
             simulator.faults.include_token_endpoint = faults.include_token_endpoint
         simulator.script_faults(*faults.script)
+
+    def _set_token_faults(self, faults: TokenFaultsInput) -> None:
+        plan: FaultPlan = self.simulator.token_faults
+        if faults.latency_ms is not None:
+            plan.set_latency(faults.latency_ms / 1000, jitter_seconds=faults.jitter_ms / 1000)
+        if faults.probability is not None:
+            plan.set_probability(faults.probability, faults.kind)
+        if faults.outage is not None:
+            plan.outage = faults.outage
+        plan.script(faults.script)

@@ -83,6 +83,21 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+def _transport(send: Send) -> asyncio.Transport:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if not isinstance(transport, asyncio.Transport):
+        raise RuntimeError("the ASGI server does not expose its transport")
+    return transport
+
+
+async def write_raw_and_close(send: Send, receive: Receive, data: bytes) -> None:
+    """Write `data` as it is (no HTTP framing) on the client's connection, then close it."""
+    transport = _transport(send)
+    transport.write(data)
+    transport.close()
+    await receive()
+
+
 async def abort_connection(send: Send, receive: Receive) -> None:
     """Drop the client's connection with a TCP reset and no response.
 

@@ -1,10 +1,12 @@
-"""What goes wrong on purpose in the simulator: latency, scripted or random faults, an outage."""
+"""What goes wrong on purpose in the simulator: latency, scripted or random faults, an outage,
+and per-user answers (a 403, a conflict, a redirect, a broken response) for chosen users."""
 
 from __future__ import annotations
 
 import random
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -18,6 +20,9 @@ class Fault(StrEnum):
     RATE_LIMITED = "429"
     RESET = "reset"
     TIMEOUT = "timeout"
+    # Token endpoint refusals (RFC 6749 §5.2), answered on the token endpoint only.
+    INVALID_CLIENT = "invalid_client"
+    INVALID_GRANT = "invalid_grant"
 
     @classmethod
     def parse(cls, value: int | str) -> Fault:
@@ -27,7 +32,56 @@ class Fault(StrEnum):
     @property
     def status(self) -> int | None:
         """The HTTP status answered, or None when no response is sent at all."""
+        if self is Fault.INVALID_CLIENT:
+            return 401
+        if self is Fault.INVALID_GRANT:
+            return 400
         return int(self.value) if self.value.isdigit() else None
+
+    @property
+    def oauth_error(self) -> str:
+        """The RFC 6749 error code a token endpoint answers with this fault."""
+        if self in (Fault.INVALID_CLIENT, Fault.INVALID_GRANT):
+            return self.value
+        return "temporarily_unavailable"
+
+
+class UserAnswer(StrEnum):
+    """How the simulator answers requests on one user instead of serving them."""
+
+    FORBIDDEN = "403"
+    CONFLICT = "409"
+    PRECONDITION_FAILED = "412"
+    FOUND = "302"
+    TEMPORARY_REDIRECT = "307"
+    # 200 with a body that is not JSON.
+    MALFORMED_BODY = "malformed_body"
+    # 200 declaring more bytes than it sends, then closing the connection.
+    WRONG_CONTENT_LENGTH = "wrong_content_length"
+    # Bytes that are not an HTTP response at all, then closing the connection.
+    MALFORMED_RESPONSE = "malformed_response"
+    # Held until the client gives up (or the simulator's hold time passes), never answered.
+    HANG = "hang"
+
+    @classmethod
+    def parse(cls, value: int | str) -> UserAnswer:
+        """Return the answer named by a status code (403) or a word ("hang")."""
+        return cls(str(value).strip().lower())
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status answered, or None when the answer is not a plain status."""
+        return int(self.value) if self.value.isdigit() else None
+
+
+@dataclass
+class UserRule:
+    """An answer for one method on one user: `times` requests (None: every one from now on)."""
+
+    answer: UserAnswer
+    scim_type: str | None = None
+    detail: str = "injected by the simulator"
+    times: int | None = None
 
 
 class FaultPlan:
@@ -46,6 +100,33 @@ class FaultPlan:
         self.kind = Fault.SERVER_ERROR
         self.outage = False
         self.include_token_endpoint = False
+        self._user_rules: dict[tuple[str, str], UserRule] = {}
+
+    def set_user_rule(self, user_id: str, method: str, rule: UserRule) -> None:
+        """Answer `method` requests on `user_id` by `rule` instead of serving them."""
+        if rule.times is not None and rule.times < 1:
+            raise ValueError("times must be at least 1 (or None for every request)")
+        self._user_rules[(method.upper(), user_id)] = rule
+
+    def clear_user_rules(self, user_id: str | None = None) -> None:
+        """Forget the rules of one user, or of every user."""
+        if user_id is None:
+            self._user_rules.clear()
+            return
+        for key in [key for key in self._user_rules if key[1] == user_id]:
+            del self._user_rules[key]
+
+    def user_rule(self, method: str, user_id: str) -> UserRule | None:
+        """Return the rule for this request, spending one of its `times`, or None to serve it."""
+        key = (method.upper(), user_id)
+        rule = self._user_rules.get(key)
+        if rule is None:
+            return None
+        if rule.times is not None:
+            rule.times -= 1
+            if rule.times == 0:
+                del self._user_rules[key]
+        return rule
 
     def set_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None:
         """Delay every request by `seconds` plus a uniform random share of `jitter_seconds`."""
@@ -71,8 +152,9 @@ class FaultPlan:
         return tuple(self._script)
 
     def clear(self) -> None:
-        """Forget the scripted and random faults, the latency and the outage."""
+        """Forget the scripted and random faults, the latency, the outage and the user rules."""
         self._script.clear()
+        self._user_rules.clear()
         self.set_latency(0.0)
         self.set_probability(0.0)
         self.outage = False

@@ -3,6 +3,9 @@
 Routes: `/.well-known/openid-configuration`, `POST /auth/token`, `/scim/v2/...` (scim2-server)
 and the admin API under `/_sim/` (see `admin.py`). Latency, faults, the outage and the rate
 limit apply to SCIM requests, and to token requests when `faults.include_token_endpoint`.
+`token_faults` is a plan of its own for the token endpoint alone (an outage, slowness,
+`invalid_client`); user rules answer chosen requests on one user (403, 409, 412, redirects, a
+malformed or cut-short response, a hang) instead of serving them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from scim2_models import Email, Error, Name, NotFoundException, PhoneNumber, Role
 
@@ -28,8 +31,9 @@ from consumer.sandbox.asgi import (
     read_body,
     replay,
     send_json,
+    write_raw_and_close,
 )
-from consumer.sandbox.faults import Fault, FaultPlan
+from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule
 from consumer.sandbox.request_log import RequestLog, RequestRecord
 from consumer.sandbox.scim_app import CxoneScimApplication
 from consumer.sandbox.throttle import RetryAfterStyle, TokenBucket, retry_after_value
@@ -41,6 +45,7 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 SCIM_PREFIX = "/scim"
 ADMIN_PREFIX = "/_sim/"
 SCIM_MEDIA_TYPE = "application/scim+json"
+USERS_PREFIX = SCIM_PREFIX + "/v2/Users/"
 
 SeedRole = tuple[str, str | None, bool]
 """A role to seed: (value, display, primary)."""
@@ -65,6 +70,7 @@ class CxoneSimulator:
         self.tokens = TokenIssuer(credentials, lifetime_seconds=token_lifetime_seconds, clock=clock)
         self.scim = CxoneScimApplication(self.tokens, etags=etags)
         self.faults = FaultPlan(rng=rng)
+        self.token_faults = FaultPlan(rng=rng)
         self.log = RequestLog()
         self.rate_limit: TokenBucket | None = None
         self.retry_after_style = RetryAfterStyle.SECONDS
@@ -187,8 +193,32 @@ class CxoneSimulator:
         self.faults.outage = on
 
     def clear_faults(self) -> None:
-        """Remove latency, scripted and random faults, and the outage."""
+        """Remove latency, scripted and random faults, the outage and user rules, everywhere."""
         self.faults.clear()
+        self.token_faults.clear()
+
+    def set_user_rule(
+        self,
+        user_id: str,
+        method: str,
+        answer: UserAnswer | int | str,
+        *,
+        scim_type: str | None = None,
+        detail: str = "injected by the simulator",
+        times: int | None = None,
+    ) -> None:
+        """Answer `method` requests on `user_id` with `answer`, `times` times (None: forever)."""
+        kind = answer if isinstance(answer, UserAnswer) else UserAnswer.parse(answer)
+        rule = UserRule(kind, scim_type=scim_type, detail=detail, times=times)
+        self.faults.set_user_rule(user_id, method, rule)
+
+    def clear_user_rules(self, user_id: str | None = None) -> None:
+        """Serve the user (or every user) normally again."""
+        self.faults.clear_user_rules(user_id)
+
+    def set_token_outage(self, on: bool) -> None:
+        """Answer every token request with 503 until switched off; SCIM is unaffected."""
+        self.token_faults.outage = on
 
     def set_rate_limit(
         self,
@@ -239,13 +269,24 @@ class CxoneSimulator:
             if path == DISCOVERY_PATH:
                 await self._serve_discovery(scope, send)
             elif path == TOKEN_PATH:
-                answered = self.faults.include_token_endpoint and await self._misbehave(
-                    record, send, raw_send, receive, scim=False
+                answered = await self._misbehave(
+                    self.token_faults, record, send, raw_send, receive, scim=False
+                ) or (
+                    self.faults.include_token_endpoint
+                    and await self._misbehave(
+                        self.faults, record, send, raw_send, receive, scim=False
+                    )
                 )
                 if not answered:
                     await self._serve_token(scope, body, send)
             elif path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/"):
-                if not await self._misbehave(record, send, raw_send, receive, scim=True):
+                rule = self._user_rule(scope)
+                if rule is not None:
+                    record.fault = rule.answer.value
+                    await self._answer_by_rule(rule, scope, send, raw_send, receive)
+                elif not await self._misbehave(
+                    self.faults, record, send, raw_send, receive, scim=True
+                ):
                     await self._serve_scim(scope, body, send)
             else:
                 await send_json(send, 404, {"error": "not_found"})
@@ -307,18 +348,55 @@ class CxoneSimulator:
         inner = dict(scope, root_path=scope.get("root_path", "") + SCIM_PREFIX)
         await self.scim(inner, replay(body), send)
 
+    def _user_rule(self, scope: Scope) -> UserRule | None:
+        path: str = scope["path"]
+        if not path.startswith(USERS_PREFIX):
+            return None
+        user_id = unquote(path.removeprefix(USERS_PREFIX))
+        return self.faults.user_rule(scope["method"], user_id)
+
+    async def _answer_by_rule(
+        self, rule: UserRule, scope: Scope, send: Send, raw_send: Send, receive: Receive
+    ) -> None:
+        """Answer one request on a user as its rule says."""
+        answer = rule.answer
+        if answer in (UserAnswer.FOUND, UserAnswer.TEMPORARY_REDIRECT):
+            # Back to the same user: a client that followed would resend its token and body.
+            location = origin(scope) + scope["path"]
+            await send_json(send, int(answer.value), {}, headers={"location": location})
+        elif answer.status is not None:
+            error = Error(status=answer.status, scim_type=rule.scim_type, detail=rule.detail)
+            await send_json(send, answer.status, error.model_dump(), content_type=SCIM_MEDIA_TYPE)
+        elif answer is UserAnswer.MALFORMED_BODY:
+            await _send_raw_body(send, b'{"id": "cut short", "userName": ', length=None)
+        elif answer is UserAnswer.WRONG_CONTENT_LENGTH:
+            body = b'{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}'
+            await _send_raw_body(send, body, length=len(body) + 100)
+        elif answer is UserAnswer.MALFORMED_RESPONSE:
+            await write_raw_and_close(raw_send, receive, b"HTTP/1.1 two hundred OK\r\n\x00\r\n\r\n")
+        else:
+            if await self._hold(receive, self.hold_seconds):
+                await abort_connection(raw_send, receive)
+
     async def _misbehave(
-        self, record: RequestRecord, send: Send, raw_send: Send, receive: Receive, *, scim: bool
+        self,
+        plan: FaultPlan,
+        record: RequestRecord,
+        send: Send,
+        raw_send: Send,
+        receive: Receive,
+        *,
+        scim: bool,
     ) -> bool:
-        """Apply latency and any planned fault; return True when the request got its answer.
+        """Apply latency and any fault `plan` has; return True when the request got its answer.
 
         `raw_send` is the server's own `send`, through which a connection can be reset.
         """
-        delay = self.faults.delay()
+        delay = plan.delay()
         if delay > 0 and not await self._hold(receive, delay):
             record.fault = "client_gone"
             return True
-        fault = self.faults.next_fault()
+        fault = plan.next_fault()
         if fault is None:
             return False
         record.fault = fault.value
@@ -336,7 +414,9 @@ class CxoneSimulator:
                     self.fault_retry_after_seconds, self.retry_after_style
                 )
             detail = f"injected fault {fault.value}"
-            await _send_error(send, status, detail, scim=scim, headers=headers)
+            await _send_error(
+                send, status, detail, scim=scim, headers=headers, oauth_error=fault.oauth_error
+            )
         return True
 
     async def _hold(self, receive: Receive, seconds: float) -> bool:
@@ -365,12 +445,29 @@ def _recording(send: Send, record: RequestRecord) -> Send:
 
 
 async def _send_error(
-    send: Send, status: int, detail: str, *, scim: bool, headers: dict[str, str]
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    scim: bool,
+    headers: dict[str, str],
+    oauth_error: str = "temporarily_unavailable",
 ) -> None:
     """Answer an error as SCIM does on SCIM paths, and as OAuth does on the token endpoint."""
     if scim:
         body: Any = Error(status=status, detail=detail).model_dump()
         await send_json(send, status, body, headers=headers, content_type=SCIM_MEDIA_TYPE)
     else:
-        body = {"error": "temporarily_unavailable", "error_description": detail}
+        body = {"error": oauth_error, "error_description": detail}
         await send_json(send, status, body, headers=headers)
+
+
+async def _send_raw_body(send: Send, body: bytes, *, length: int | None) -> None:
+    """Answer 200 with `body` as SCIM JSON, declaring `length` bytes (its own when None)."""
+    declared = len(body) if length is None else length
+    headers = [
+        (b"content-type", SCIM_MEDIA_TYPE.encode()),
+        (b"content-length", str(declared).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -3,6 +3,10 @@
 `TokenProvider` talks to the token endpoint (found by OpenID discovery when only the issuer is
 configured) and caches the token; `CxoneAuth` is the httpx auth flow that puts it on requests.
 No token, secret or token-endpoint body ever reaches a log line or an exception message.
+
+A failed refresh is not repeated at once: until its backoff has passed, every caller gets the
+same failure without a request (exponential from `TokenBackoff.initial`, slow and steady once
+the endpoint has refused the credentials, since only an operator can fix those).
 """
 
 from __future__ import annotations
@@ -12,13 +16,24 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
 import structlog
 from pydantic import SecretStr
 
-from consumer.errors import AuthError, ConfigurationError, NetworkError, RateLimited, ServerError
+from consumer.errors import (
+    AuthError,
+    ConfigurationError,
+    CredentialsRejected,
+    NetworkError,
+    RateLimited,
+    ServerError,
+    TransientError,
+)
+from consumer.observability.metrics import AUTH_REJECTED
+from consumer.scim.client import TRANSPORT_ERRORS, parse_retry_after
 from consumer.settings import require_safe_url
 
 log = structlog.get_logger(__name__)
@@ -39,6 +54,28 @@ _OAUTH_ERROR_CODES = frozenset(
         "invalid_scope",
     }
 )
+# RFC 6749 §5.2 codes that say the credentials themselves are wrong; retrying will not help.
+_REFUSAL_CODES = frozenset({"invalid_client", "invalid_grant", "unauthorized_client"})
+_REFUSAL_STATUSES = frozenset({400, 401})
+
+
+@dataclass(frozen=True)
+class TokenBackoff:
+    """How long to wait before asking the token endpoint again after it failed."""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    # Refused credentials are fixed by an operator, not by asking often.
+    rejected: float = 60.0
+
+    def after(self, error: TransientError, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failure in a row, which was `error`."""
+        if isinstance(error, CredentialsRejected):
+            return self.rejected
+        wait = min(self.initial * 2.0 ** (failures - 1), self.maximum)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            wait = max(wait, min(error.retry_after, self.maximum))
+        return wait
 
 
 class TokenSource(Protocol):
@@ -74,6 +111,7 @@ class TokenProvider:
         access_key_secret: SecretStr | None = None,
         required_scopes: frozenset[str] = frozenset(),
         safety_margin_seconds: float = DEFAULT_SAFETY_MARGIN_SECONDS,
+        backoff: TokenBackoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if token_url is None and issuer_url is None:
@@ -98,6 +136,17 @@ class TokenProvider:
         self._clock = clock
         self._current: _Token | None = None
         self._refreshing: asyncio.Task[_Token] | None = None
+        self._backoff = backoff or TokenBackoff()
+        self._failures = 0
+        self._last_failure: TransientError | None = None
+        self._retry_at = -math.inf
+        self._rejected = False
+        AUTH_REJECTED.set(0)
+
+    @property
+    def credentials_rejected(self) -> bool:
+        """True since the token endpoint refused the credentials, until it issues a token."""
+        return self._rejected
 
     @property
     def grant_type(self) -> str:
@@ -117,6 +166,10 @@ class TokenProvider:
         if current is not None and self._clock() < current.refresh_at:
             return current.value
         if self._refreshing is None:
+            failure = self._last_failure
+            wait = self._retry_at - self._clock()
+            if failure is not None and wait > 0:
+                raise _again(failure, wait)
             # A shared task rather than a lock: when the endpoint fails, every waiter gets that
             # one failure instead of queueing up to repeat it one after another.
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
@@ -133,9 +186,31 @@ class TokenProvider:
 
     def _refresh_done(self, task: asyncio.Task[_Token]) -> None:
         self._refreshing = None
-        if not task.cancelled():
-            # Marks the failure as seen even when every waiter was cancelled meanwhile.
-            task.exception()
+        if task.cancelled():
+            return
+        # Reading it marks the failure as seen even when every waiter was cancelled meanwhile.
+        error = task.exception()
+        if error is None:
+            self._failures = 0
+            self._last_failure = None
+            self._retry_at = -math.inf
+            self._set_rejected(False)
+        elif isinstance(error, TransientError):
+            self._failures += 1
+            self._last_failure = error
+            wait = self._backoff.after(error, self._failures)
+            self._retry_at = self._clock() + wait
+            self._set_rejected(isinstance(error, CredentialsRejected))
+            log.warning(
+                "auth.token_refresh_failed",
+                error=str(error),
+                failures=self._failures,
+                retry_in_seconds=round(wait, 3),
+            )
+
+    def _set_rejected(self, rejected: bool) -> None:
+        self._rejected = rejected
+        AUTH_REJECTED.set(int(rejected))
 
     async def _refresh(self) -> _Token:
         token_url = await self._resolve_token_url()
@@ -158,16 +233,19 @@ class TokenProvider:
         try:
             # auth=None: the shared client may carry CxoneAuth, which would wait on us.
             response = await self._http.get(url, auth=None)
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             raise NetworkError(f"OpenID discovery failed: {type(error).__name__}") from error
         _raise_for_status(response, "OpenID discovery")
         document = _json_object(response)
         endpoint = None if document is None else document.get("token_endpoint")
         if not isinstance(endpoint, str) or not endpoint:
-            raise ConfigurationError(
-                "configuration error: CXONE_ISSUER_URL: discovery document has no token_endpoint"
-            )
-        return _safe(endpoint, "token_endpoint from OpenID discovery")
+            raise CredentialsRejected("CXONE_ISSUER_URL: discovery document has no token_endpoint")
+        try:
+            return require_safe_url(endpoint)
+        except ValueError as error:
+            raise CredentialsRejected(
+                f"CXONE_ISSUER_URL: token_endpoint from OpenID discovery: {error}"
+            ) from None
 
     async def _post_token_request(self, token_url: str) -> httpx.Response:
         form = {"grant_type": self.grant_type}
@@ -179,12 +257,12 @@ class TokenProvider:
             return await self._http.post(
                 token_url, data=form, auth=basic, headers={"Accept": "application/json"}
             )
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             # httpx messages name the URL at most; the form and the Basic header stay out.
             raise NetworkError(f"token endpoint unreachable: {type(error).__name__}") from error
 
     def _parse(self, response: httpx.Response, fetched: float) -> _Token:
-        _raise_for_status(response, "token endpoint")
+        _raise_for_status(response, "token endpoint", settings=self._credential_settings())
         document = _json_object(response)
         if document is None:
             raise AuthError("token endpoint answered without a JSON object", status=200)
@@ -204,10 +282,19 @@ class TokenProvider:
             return
         missing = self._required_scopes - set(scope.split())
         if missing:
-            raise ConfigurationError(
-                "configuration error: the CXone token lacks required scopes: "
+            # Mid-run (scopes withdrawn from the client) as much as at start-up: not a crash,
+            # an auth failure the service waits out, not ready.
+            raise CredentialsRejected(
+                "the CXone token lacks required scopes: "
                 + " ".join(sorted(missing))
+                + f"; grant them to CXONE_CLIENT_ID {self._client_id!r}"
             )
+
+    def _credential_settings(self) -> str:
+        names = ["CXONE_CLIENT_ID", "CXONE_CLIENT_SECRET"]
+        if self._access_key_id is not None:
+            names += ["CXONE_ACCESS_KEY_ID", "CXONE_ACCESS_KEY_SECRET"]
+        return ", ".join(names)
 
 
 class CxoneAuth(httpx.Auth):
@@ -251,20 +338,38 @@ def _safe(url: str, name: str) -> str:
         raise ConfigurationError(f"configuration error: {name}: {error}") from error
 
 
-def _raise_for_status(response: httpx.Response, where: str) -> None:
+def _again(failure: TransientError, wait: float) -> TransientError:
+    """A fresh copy of the last refresh failure, for a caller who asked during its backoff."""
+    message = f"{failure} (next token request in {wait:.1f}s)"
+    if isinstance(failure, RateLimited):
+        return RateLimited(message, status=failure.status, retry_after=failure.retry_after)
+    return type(failure)(message, status=failure.status)
+
+
+def _raise_for_status(response: httpx.Response, where: str, *, settings: str = "") -> None:
     status = response.status_code
     if httpx.codes.is_success(status):
         return
     if status == httpx.codes.TOO_MANY_REQUESTS:
-        raise RateLimited(f"{where} rate limited", retry_after=_seconds(response.headers))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=_utcnow())
+        raise RateLimited(f"{where} rate limited", retry_after=retry_after)
     if status >= httpx.codes.INTERNAL_SERVER_ERROR or status == httpx.codes.REQUEST_TIMEOUT:
         raise ServerError(f"{where} answered {status}", status=status)
     # Anything else means our credentials or configuration are wrong: systemic, never a reason
     # to skip an event, so transient; the circuit breaker stops the spinning.
     document = _json_object(response)
     code = None if document is None else document.get("error")
-    suffix = f" {code}" if isinstance(code, str) and code in _OAUTH_ERROR_CODES else ""
+    known = code if isinstance(code, str) and code in _OAUTH_ERROR_CODES else None
+    suffix = f" {known}" if known else ""
+    if settings and (status in _REFUSAL_STATUSES or known in _REFUSAL_CODES):
+        raise CredentialsRejected(
+            f"{where} refused the credentials: {status}{suffix}; check {settings}", status=status
+        )
     raise AuthError(f"{where} refused the request: {status}{suffix}", status=status)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
@@ -291,9 +396,3 @@ def _expires_in(value: object) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         return DEFAULT_EXPIRES_IN_SECONDS
     return seconds
-
-
-def _seconds(headers: httpx.Headers) -> float | None:
-    # The token endpoint is rarely throttled; only the delay-seconds form is worth reading here.
-    value = headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else None

@@ -3,27 +3,38 @@
 ::
 
     CLOSED ──(failure ratio >= threshold over the recent window)──▶ OPEN
-    OPEN ──(probe interval elapsed; one request allowed)──▶ HALF_OPEN
+    OPEN ──(probe interval elapsed; one probe sent)──▶ HALF_OPEN
     HALF_OPEN ──(probe succeeded)──▶ CLOSED        (window cleared, probe interval reset)
     HALF_OPEN ──(probe failed)──▶ OPEN             (probe interval doubled, up to a maximum)
+    HALF_OPEN ──(probe cancelled or timed out)──▶ OPEN, the next probe due at once
 
-Failures are transient troubles of the service (5xx, timeouts, network, auth); any answer that
-shows the service at work, a permanent 4xx included, is a success. The caller reports outcomes,
-and learns of open/closed through `on_change`, where it sets the gauge and pauses partitions.
+Failures are transient troubles of the service (5xx, timeouts, network, no token, runs of
+403); any answer that shows the service at work, a permanent 4xx included, is a success. The
+caller reports outcomes, and learns of open/closed through `on_change`, where it sets the gauge
+and pauses partitions.
+
+Given a probe (`probe_with`), the breaker probes on its own timer: one request, sent by a task
+of its own, whatever work is queued, paused or cancelled. While it is open no sender is let
+through. Without one, the first sender to ask once the interval has passed is the probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import Context
 from enum import StrEnum
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+Probe = Callable[[], Awaitable[None]]
+"""One request to CXone: returns when it answered like a working service, raises otherwise."""
 
 
 class CircuitState(StrEnum):
@@ -71,6 +82,22 @@ class CircuitBreaker:
         self._probe_at = math.inf
         self._probe_deadline = -math.inf
         self._changed = asyncio.Event()
+        self._probe: Probe | None = None
+        self._prober: asyncio.Task[None] | None = None
+
+    def probe_with(self, probe: Probe) -> None:
+        """Probe with `probe` on the breaker's own timer from now on, instead of with a sender."""
+        self._probe = probe
+        if self._state is not CircuitState.CLOSED:
+            self._start_prober()
+
+    async def aclose(self) -> None:
+        """Stop probing; the breaker keeps its state."""
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
 
     @property
     def state(self) -> CircuitState:
@@ -92,6 +119,9 @@ class CircuitBreaker:
         now = self._clock()
         if self._state is CircuitState.CLOSED:
             return True
+        if self._probe is not None:
+            # The breaker sends its own probe; senders wait until it closes.
+            return False
         if self._state is CircuitState.OPEN:
             if now < self._probe_at:
                 return False
@@ -120,27 +150,68 @@ class CircuitBreaker:
             self._record(failed=True)
         # While OPEN, late answers of requests sent before it opened change nothing.
 
+    def abandon_probe(self) -> None:
+        """The probe's sender was cancelled: no outcome will come, so another probe is due now."""
+        if self._state is CircuitState.HALF_OPEN:
+            self._state = CircuitState.OPEN
+            self._probe_at = self._clock()
+            self._probe_deadline = -math.inf
+            self._notify_waiters()
+
     async def wait_until_closed_or_probe(self) -> None:
         """Return once the circuit is closed or a probe is due (then `allow_request` decides)."""
         while True:
             now = self._clock()
             if self._state is CircuitState.CLOSED:
                 return
+            if self._probe is not None:
+                await self._wait_for_change(math.inf)
+                continue
             due = self._probe_at if self._state is CircuitState.OPEN else self._probe_deadline
             if now >= due:
                 return
             await self._wait_for_change(due - now)
 
-    async def wait_until_allowed(self) -> None:
-        """Wait until this caller may send: the circuit is closed or it holds the probe."""
+    async def wait_until_allowed(self) -> bool:
+        """Wait until this caller may send; True when it was granted the probe."""
         while True:
             await self.wait_until_closed_or_probe()
             # Nothing is awaited between the wait and the grant, so the first caller to wake
             # takes the probe and the others, finding it half-open, wait again.
             if self.allow_request():
-                return
+                return self._state is CircuitState.HALF_OPEN
+
+    def _start_prober(self) -> None:
+        if self._probe is None or (self._prober is not None and not self._prober.done()):
+            return
+        # A context of its own: the probe serves no event, so it logs none's context.
+        self._prober = asyncio.get_running_loop().create_task(
+            self._probe_until_closed(self._probe), name="circuit-probe", context=Context()
+        )
+
+    async def _probe_until_closed(self, probe: Probe) -> None:
+        while self._state is not CircuitState.CLOSED:
+            wait = self._probe_at - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            self._state = CircuitState.HALF_OPEN
+            self._notify_waiters()
+            try:
+                async with asyncio.timeout(self._probe_timeout):
+                    await probe()
+            except Exception as error:
+                # A probe that timed out is a failed one; its outcome is ours to report.
+                log.info("circuit.probe_failed", error=type(error).__name__, detail=str(error))
+                self.record_failure()
+            else:
+                log.info("circuit.probe_succeeded")
+                self.record_success()
 
     async def _wait_for_change(self, seconds: float) -> None:
+        if math.isinf(seconds):
+            await self._changed.wait()
+            return
         changed = asyncio.ensure_future(self._changed.wait())
         timer = asyncio.ensure_future(self._sleep(seconds))
         try:
@@ -167,6 +238,7 @@ class CircuitBreaker:
         self._probe_deadline = -math.inf
         self._outcomes.clear()
         self._notify_waiters()
+        self._start_prober()
 
     def _close(self) -> None:
         self._state = CircuitState.CLOSED

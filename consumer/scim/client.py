@@ -1,11 +1,16 @@
 """CXone's SCIM API over HTTP: one user read or write per call, and the retried read-modify-write.
 
 Every response is classified once, by `error_for_response`, into the error tree of
-`consumer.errors`; the retry loop asks the error whether it is retriable and never skips.
+`consumer.errors`, and every transport failure of either transport (httpx's own or aiohttp's
+under httpx-aiohttp) becomes a `NetworkError`; the retry loop asks the error whether it is
+retriable and never skips. Conflicts are the one bounded retry: after `MAX_CONFLICT_RETRIES`
+re-reads the event fails with reason `conflict`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 import stamina
 import structlog
@@ -25,6 +31,8 @@ from stamina.instrumentation import RetryDetails
 from consumer.errors import (
     AuthError,
     Conflict,
+    ConflictsExhausted,
+    Forbidden,
     InvalidEvent,
     NetworkError,
     PermanentError,
@@ -33,10 +41,12 @@ from consumer.errors import (
     ServerError,
     SyncError,
     TransientError,
+    UnexpectedRedirect,
     UserNotFound,
 )
 from consumer.events import is_valid_user_id
 from consumer.observability.metrics import RETRIES, SCIM_DURATION, SCIM_REQUESTS
+from consumer.observability.retries import install_retry_hook
 from consumer.scim.circuit import CircuitBreaker
 from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import HttpTransport
@@ -44,8 +54,27 @@ from consumer.settings import HttpTransport
 log = structlog.get_logger(__name__)
 
 SCIM_MEDIA_TYPE = "application/scim+json"
+# The breaker's probe: an authenticated read as cheap as CXone has (GET /Users needs a filter);
+# no user has this name, so the answer is an empty list.
+PROBE_PATH = "Users"
+PROBE_FILTER = 'userName eq "cxone-role-sync.probe"'
 MAX_RETRY_AFTER_SECONDS = 300.0
+MAX_CONFLICT_RETRIES = 5
 _DETAIL_LIMIT = 300
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+# RFC 7644 §3.12: a uniqueness conflict stays one however often the user is re-read.
+_PERMANENT_SCIM_TYPES = frozenset({"uniqueness"})
+
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.HTTPError,
+    # httpx-aiohttp maps only some of aiohttp's errors; a malformed response, for one, arrives
+    # as a raw ClientResponseError, and a broken parser as an HttpProcessingError.
+    aiohttp.ClientError,
+    aiohttp.http_exceptions.HttpProcessingError,
+    # Timeouts and socket errors that slip past both libraries' own wrappers.
+    OSError,
+)
+"""Everything either transport raises when a request got no usable answer."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +128,8 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    # str.isdigit() accepts "²" and other digits float() refuses: ASCII only.
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -110,27 +140,55 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _scim_error_detail(response: httpx.Response) -> str:
+def _scim_error(response: httpx.Response) -> Error | None:
     try:
-        error = Error.model_validate(response.json())
+        return Error.model_validate(response.json())
     except (ValueError, ValidationError):
-        return f"HTTP {response.status_code}"
-    parts = [str(part) for part in (error.scim_type, error.detail) if part]
+        return None
+
+
+def _scim_error_detail(response: httpx.Response) -> str:
+    error = _scim_error(response)
+    parts = [] if error is None else [str(p) for p in (error.scim_type, error.detail) if p]
     return (": ".join(parts) or f"HTTP {response.status_code}")[:_DETAIL_LIMIT]
 
 
+def _redirect_detail(response: httpx.Response) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        return f"HTTP {response.status_code} without a Location; not followed"
+    try:
+        # Query and userinfo are left out: a redirect may carry anything in them.
+        target = httpx.URL(location).copy_with(query=None, fragment=None, userinfo=b"")
+        shown = str(target)
+    except httpx.InvalidURL:
+        shown = "an invalid Location"
+    return f"HTTP {response.status_code} to {shown}; not followed"[:_DETAIL_LIMIT]
+
+
 def error_for_response(response: httpx.Response, *, now: datetime) -> SyncError | None:
-    """The error a SCIM response stands for, or None when it succeeded."""
+    """The error a SCIM response stands for, or None when it succeeded (a 2xx)."""
     status = response.status_code
-    if status < 400:
+    if 200 <= status < 300:
         return None
     where = f"{response.request.method} {response.request.url.path}"
+    if status < 400:
+        # Following would resend the bearer token to wherever CXone points; nothing was written.
+        detail = _redirect_detail(response)
+        return UnexpectedRedirect(f"{where}: {detail}", status=status, detail=detail)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
         return RateLimited(f"{where}: rate limited", retry_after=retry_after)
-    if status in (401, 403):
-        return AuthError(f"{where}: HTTP {status} after a token refresh", status=status)
+    if status == 401:
+        return AuthError(f"{where}: HTTP 401 after a token refresh", status=status)
+    if status == 403:
+        detail = _scim_error_detail(response)
+        return Forbidden(f"{where}: HTTP 403", status=status, detail=detail)
     if status in (409, 412):
+        error = _scim_error(response)
+        if status == 409 and error is not None and error.scim_type in _PERMANENT_SCIM_TYPES:
+            detail = _scim_error_detail(response)
+            return ScimRejected(f"{where}: HTTP 409", status=status, detail=detail)
         return Conflict(f"{where}: HTTP {status}, the user changed concurrently", status=status)
     if status == 408 or status >= 500:
         return ServerError(f"{where}: HTTP {status}", status=status)
@@ -141,32 +199,23 @@ def error_for_response(response: httpx.Response, *, now: datetime) -> SyncError 
 
 
 def retry_backoff(policy: RetryPolicy) -> Callable[[Exception], bool | float]:
-    """The stamina hook: retry what is transient, honour Retry-After, redo conflicts at once."""
+    """The stamina hook: retry what is transient with backoff, honouring Retry-After."""
 
     def backoff(error: Exception) -> bool | float:
         if not isinstance(error, SyncError) or not error.retriable:
             return False
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return min(error.retry_after, policy.max_retry_after)
-        if isinstance(error, Conflict):
-            return 0.0
+        # Conflicts too: a user that changes under every write is not helped by hurrying.
         return True
 
     return backoff
 
 
 def count_retry(details: RetryDetails) -> None:
-    """stamina on-retry hook: count a SCIM retry by reason and say why at INFO."""
+    """The SCIM client's retry hook: count a retry by reason and say why at INFO."""
     cause = details.caused_by
     if not isinstance(cause, TransientError):
-        # The hook sees every stamina retry of the process (Kafka publishing, the webhook);
-        # only SCIM's, whose errors are all TransientErrors, belong in the SCIM retry metric.
-        log.info(
-            "retry.scheduled",
-            retry=details.retry_num,
-            wait_seconds=round(details.wait_for, 3),
-            error=type(cause).__name__,
-        )
         return
     reason = cause.reason
     RETRIES.labels(reason=reason).inc()
@@ -180,8 +229,8 @@ def count_retry(details: RetryDetails) -> None:
 
 
 def instrument_retries() -> None:
-    """Route every stamina retry through `count_retry`; called once at start-up."""
-    stamina.instrumentation.set_on_retry_hooks([count_retry])
+    """Count and log the SCIM client's retries (its errors are all TransientErrors)."""
+    install_retry_hook("scim", (TransientError,), count_retry)
 
 
 def user_path(user_id: str) -> str:
@@ -230,9 +279,27 @@ class ScimClient:
         response = await self._send("PUT", user_path(user_id), content=payload, headers=headers)
         return response.status_code
 
+    async def probe(self) -> None:
+        """One request that proves CXone answers; raises what a failed request raises.
+
+        It bypasses the circuit (it is how the breaker tests it) and reports nothing to it.
+        """
+        try:
+            await self._send(
+                "GET", PROBE_PATH, params={"filter": PROBE_FILTER, "count": "1"}, probe=True
+            )
+        except (UserNotFound, ScimRejected):
+            # A refusal of the probe itself still shows a working service.
+            return
+
     async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
-        """Read, plan and write one user until it succeeds or fails for good; never skips."""
+        """Read, plan and write one user until it succeeds or fails for good; never skips.
+
+        Transient trouble is retried for as long as it takes; conflicts (409/412) are re-read
+        and retried with backoff at most `MAX_CONFLICT_RETRIES` times.
+        """
         attempts = 0
+        conflicts = 0
         async for attempt in stamina.retry_context(
             on=retry_backoff(self._retry),
             attempts=None,
@@ -252,6 +319,11 @@ class ScimClient:
                 except PermanentError as error:
                     error.attempts = attempts
                     raise
+                except Conflict as conflict:
+                    conflicts += 1
+                    if conflicts > MAX_CONFLICT_RETRIES:
+                        raise _exhausted(conflict, conflicts, attempts) from conflict
+                    raise
                 return WriteOutcome(before, payload, status, attempts)
         raise AssertionError("unreachable: stamina retries until success or a permanent error")
 
@@ -262,9 +334,31 @@ class ScimClient:
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        probe: bool = False,
     ) -> httpx.Response:
-        if self._circuit is not None:
-            await self._circuit.wait_until_allowed()
+        circuit = None if probe else self._circuit
+        holds_probe = await circuit.wait_until_allowed() if circuit is not None else False
+        try:
+            return await self._exchange(
+                method, path, content=content, headers=headers, params=params, circuit=circuit
+            )
+        except asyncio.CancelledError:
+            if holds_probe and circuit is not None:
+                # Nobody will report this probe's outcome; let another go at once.
+                circuit.abandon_probe()
+            raise
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None,
+        headers: dict[str, str] | None,
+        params: dict[str, str] | None,
+        circuit: CircuitBreaker | None,
+    ) -> httpx.Response:
         sent_at = await self._limiter.acquire() if self._limiter is not None else None
         request_headers = {"Accept": SCIM_MEDIA_TYPE, **(headers or {})}
         started = time.perf_counter()
@@ -274,18 +368,24 @@ class ScimClient:
                 self._base_url + path,
                 content=content,
                 headers=request_headers,
+                params=params,
                 auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
             )
-        except httpx.TransportError as failure:
+        except TransientError:
+            # Raised by the auth flow: no token to be had. An outage like any other.
+            if circuit is not None:
+                circuit.record_failure()
+            raise
+        except TRANSPORT_ERRORS as failure:
             self._observe(method, "error", started)
-            if self._circuit is not None:
-                self._circuit.record_failure()
+            if circuit is not None:
+                circuit.record_failure()
             # Name the underlying error: httpx-aiohttp reports a reset as ConnectTimeout.
             cause = type(failure.__cause__ or failure).__name__
             raise NetworkError(f"{method} {path}: {cause}") from failure
         self._observe(method, str(response.status_code), started)
         error = error_for_response(response, now=datetime.now(UTC))
-        self._feedback(error, sent_at)
+        self._feedback(error, sent_at, circuit)
         if error is not None:
             raise error
         return response
@@ -295,15 +395,25 @@ class ScimClient:
         SCIM_REQUESTS.labels(method=method, status=status).inc()
         SCIM_DURATION.labels(method=method).observe(time.perf_counter() - started)
 
-    def _feedback(self, error: SyncError | None, sent_at: float | None) -> None:
+    def _feedback(
+        self, error: SyncError | None, sent_at: float | None, circuit: CircuitBreaker | None
+    ) -> None:
         if self._limiter is not None:
             if isinstance(error, RateLimited):
                 self._limiter.on_throttled(error.retry_after, sent_at=sent_at)
             elif error is None:
                 self._limiter.on_success()
-        if self._circuit is not None:
-            # A 429 or a conflict is an answer from a healthy service, not an outage.
-            if isinstance(error, ServerError | AuthError):
-                self._circuit.record_failure()
+        if circuit is not None:
+            # A 429 or a conflict is an answer from a healthy service, not an outage. A 403
+            # fails only its user, but a run of them means the credentials lost their rights.
+            if isinstance(error, ServerError | AuthError | Forbidden):
+                circuit.record_failure()
             else:
-                self._circuit.record_success()
+                circuit.record_success()
+
+
+def _exhausted(conflict: Conflict, conflicts: int, attempts: int) -> ConflictsExhausted:
+    detail = f"HTTP {conflict.status} on each of {conflicts} attempts: the user kept changing"
+    exhausted = ConflictsExhausted(f"{conflict}; giving up", status=conflict.status, detail=detail)
+    exhausted.attempts = attempts
+    return exhausted

@@ -25,6 +25,8 @@ EXPECTED_ALERTS = {
     "ScimErrorRatioHigh",
     "DeadLetterTraffic",
     "CircuitOpen",
+    "ScimForbidden",
+    "CxoneCredentialsRejected",
     "MassRevocationGuardTripped",
     "PublishBlocked",
     "RoleSyncDown",

@@ -98,6 +98,24 @@ async def test_readyz_flips_with_the_circuit(client: httpx.AsyncClient, state: H
     assert _gauge("cxone_sync_circuit_open") == 0.0
 
 
+async def test_readyz_says_auth_failed_while_the_credentials_are_refused(
+    client: httpx.AsyncClient, state: HealthState
+) -> None:
+    """While the token endpoint refuses the credentials, /readyz is 503 `auth_failed`."""
+    refused = True
+    state.joined = True
+    state.circuit_open = True
+    state.auth_failed_probe = lambda: refused
+    response = await client.get("/readyz")
+    refused = False
+    state.circuit_open = False
+    after = await client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["reason"] == "auth_failed"
+    assert after.status_code == 200
+
+
 async def test_a_tripped_guard_keeps_the_consumer_ready(
     client: httpx.AsyncClient, state: HealthState
 ) -> None:

@@ -582,6 +582,36 @@ async def test_admin_turns_the_knobs(
     assert simulator.etags is True
 
 
+async def test_admin_sets_user_rules_and_token_faults_over_http(
+    http: httpx.AsyncClient, simulator_server: SimulatorServer, simulator: CxoneSimulator
+) -> None:
+    """Per-user rules and token-endpoint faults set through /_sim/ answer as asked, then clear."""
+    admin = simulator_server.base_url + "/_sim"
+    seed_jdoe(simulator)
+    token = await fetch_token(http, simulator_server)
+    user_url = f"{simulator_server.scim_base_url}/Users/{USER_ID}"
+    rule = {"method": "GET", "answer": 409, "scim_type": "uniqueness", "detail": "taken"}
+    assert (await http.post(f"{admin}/users/{USER_ID}/rules", json=rule)).status_code == 204
+    conflicted = await http.get(user_url, headers=bearer(token))
+    assert (await http.delete(f"{admin}/users/{USER_ID}/rules")).status_code == 204
+    served = await http.get(user_url, headers=bearer(token))
+    faults = {"probability": 1.0, "kind": "invalid_client"}
+    assert (await http.post(admin + "/token-faults", json=faults)).status_code == 204
+    refused = await http.post(
+        simulator_server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(TEST_CREDENTIALS.client_id, TEST_CREDENTIALS.client_secret),
+    )
+    bad = await http.post(f"{admin}/users/{USER_ID}/rules", json={"method": "GET", "answer": 418})
+
+    assert conflicted.status_code == 409
+    assert (conflicted.json()["scimType"], conflicted.json()["detail"]) == ("uniqueness", "taken")
+    assert served.status_code == 200
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
+    assert bad.status_code == 400
+
+
 async def test_admin_revokes_tokens_and_reports(
     http: httpx.AsyncClient, simulator_server: SimulatorServer, simulator: CxoneSimulator
 ) -> None:

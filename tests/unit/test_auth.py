@@ -15,8 +15,15 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from consumer.errors import AuthError, ConfigurationError, NetworkError, RateLimited, ServerError
-from consumer.scim.auth import CxoneAuth, TokenProvider
+from consumer.errors import (
+    AuthError,
+    ConfigurationError,
+    CredentialsRejected,
+    NetworkError,
+    RateLimited,
+    ServerError,
+)
+from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider
 
 CLIENT_ID = "app-client"
 CLIENT_SECRET = "client-secret-value-9f2c"
@@ -268,7 +275,7 @@ async def test_failed_refresh_is_shared_by_all_waiters(
 async def test_refused_credentials_raise_auth_error_without_secrets(
     endpoint: TokenEndpoint, http: httpx.AsyncClient
 ) -> None:
-    """A 400 invalid_grant becomes a transient AuthError that names the code and nothing secret."""
+    """A 400 invalid_grant is refused credentials naming the code and settings, nothing secret."""
     endpoint.status = 400
     endpoint.body = {
         "error": "invalid_grant",
@@ -282,7 +289,12 @@ async def test_refused_credentials_raise_auth_error_without_secrets(
     message = str(caught.value) + repr(caught.value)
     assert caught.value.retriable is True
     assert caught.value.status == 400
-    assert str(caught.value) == "token endpoint refused the request: 400 invalid_grant"
+    assert isinstance(caught.value, CredentialsRejected)
+    assert provider.credentials_rejected is True
+    assert str(caught.value) == (
+        "token endpoint refused the credentials: 400 invalid_grant; check CXONE_CLIENT_ID, "
+        "CXONE_CLIENT_SECRET, CXONE_ACCESS_KEY_ID, CXONE_ACCESS_KEY_SECRET"
+    )
     assert ACCESS_KEY_SECRET not in message
     assert CLIENT_SECRET not in message
 
@@ -298,7 +310,9 @@ async def test_unknown_error_code_is_not_repeated(
     with pytest.raises(AuthError) as caught:
         await provider.token()
 
-    assert str(caught.value) == "token endpoint refused the request: 401"
+    assert str(caught.value) == (
+        "token endpoint refused the credentials: 401; check CXONE_CLIENT_ID, CXONE_CLIENT_SECRET"
+    )
 
 
 async def test_server_error_is_transient(endpoint: TokenEndpoint, http: httpx.AsyncClient) -> None:
@@ -356,16 +370,19 @@ async def test_timeout_is_a_network_error(endpoint: TokenEndpoint) -> None:
 async def test_missing_required_scope_stops_start_up(
     endpoint: TokenEndpoint, http: httpx.AsyncClient
 ) -> None:
-    """A token whose scope lacks a required one raises ConfigurationError naming it."""
+    """A token whose scope lacks a required one is refused credentials naming the scope."""
     endpoint.scope = "RealTimeApi AdminApi"
     provider = provider_for(endpoint, http, required_scopes=frozenset({"AdminApi", "UserApi"}))
 
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(CredentialsRejected) as caught:
         await provider.token()
 
-    assert (
-        str(caught.value) == "configuration error: the CXone token lacks required scopes: UserApi"
+    assert str(caught.value) == (
+        "the CXone token lacks required scopes: UserApi; "
+        f"grant them to CXONE_CLIENT_ID {CLIENT_ID!r}"
     )
+    assert caught.value.retriable is True
+    assert provider.credentials_rejected is True
 
 
 async def test_granted_scopes_pass(endpoint: TokenEndpoint, http: httpx.AsyncClient) -> None:
@@ -401,7 +418,7 @@ async def test_discovery_refuses_a_clear_text_remote_endpoint(
     endpoint.token_endpoint = "http://auth.example.com/token"
     provider = provider_for(endpoint, http, token_url=None, issuer_url=endpoint.url)
 
-    with pytest.raises(ConfigurationError, match="token_endpoint"):
+    with pytest.raises(CredentialsRejected, match="token_endpoint"):
         await provider.token()
 
     assert endpoint.requests == []
@@ -557,3 +574,71 @@ def test_sync_clients_are_refused() -> None:
         pytest.raises(RuntimeError, match="AsyncClient"),
     ):
         client.get("http://127.0.0.1:9/")
+
+
+async def test_a_failed_refresh_is_not_repeated_until_its_backoff_has_passed(
+    endpoint: TokenEndpoint, http: httpx.AsyncClient
+) -> None:
+    """After a 503, callers within the backoff get the failure without a request; then one more."""
+    endpoint.status = 503
+    clock = FakeClock()
+    provider = provider_for(
+        endpoint, http, clock=clock, backoff=TokenBackoff(initial=1.0, maximum=8.0)
+    )
+
+    for _ in range(5):
+        with pytest.raises(ServerError):
+            await provider.token()
+    after_first = len(endpoint.requests)
+    clock.now += 1.0
+    with pytest.raises(ServerError):
+        await provider.token()
+    clock.now += 1.0
+    with pytest.raises(ServerError, match=r"next token request in 1\.0s"):
+        await provider.token()
+    after_second = len(endpoint.requests)
+    endpoint.status = 200
+    clock.now += 1.0
+    token = await provider.token()
+
+    assert after_first == 1
+    assert after_second == 2
+    assert token == "token-3"
+    assert provider.credentials_rejected is False
+
+
+async def test_refused_credentials_are_asked_again_slowly_and_recover(
+    endpoint: TokenEndpoint, http: httpx.AsyncClient
+) -> None:
+    """A 401 invalid_client waits the slow `rejected` backoff, then a rotated secret works."""
+    endpoint.status = 401
+    endpoint.body = {"error": "invalid_client"}
+    clock = FakeClock()
+    provider = provider_for(endpoint, http, clock=clock, backoff=TokenBackoff(rejected=30.0))
+
+    with pytest.raises(CredentialsRejected):
+        await provider.token()
+    rejected = provider.credentials_rejected
+    clock.now += 29.0
+    with pytest.raises(CredentialsRejected):
+        await provider.token()
+    endpoint.status = 200
+    clock.now += 1.0
+    token = await provider.token()
+
+    assert rejected is True
+    assert len(endpoint.requests) == 2
+    assert token == "token-2"
+    assert provider.credentials_rejected is False
+
+
+def test_token_backoff_doubles_up_to_its_maximum_and_honours_retry_after() -> None:
+    """Waits double from `initial` to `maximum`; a longer Retry-After wins; refusals wait long."""
+    backoff = TokenBackoff(initial=1.0, maximum=10.0, rejected=60.0)
+    error = ServerError("503", status=503)
+
+    waits = [backoff.after(error, failures) for failures in range(1, 7)]
+
+    assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert backoff.after(RateLimited("429", retry_after=7.0), 1) == 7.0
+    assert backoff.after(CredentialsRejected("401", status=401), 1) == 60.0

@@ -313,3 +313,94 @@ def test_invalid_thresholds_are_refused() -> None:
         CircuitBreaker(window=5, min_calls=10)
     with pytest.raises(ValueError, match="failure_ratio"):
         CircuitBreaker(failure_ratio=0.0)
+
+
+class ScriptedProbe:
+    """A probe that fails a given number of times, then succeeds; counts its calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.calls <= self.failures:
+            raise ConnectionError("still down")
+
+
+async def test_own_probe_closes_the_circuit_with_no_sender_at_all() -> None:
+    """With a probe given, the breaker probes on its own timer and closes without any sender."""
+    time = FakeTime()
+    changes = Changes()
+    circuit = breaker(time, changes)
+    probe = ScriptedProbe(failures=2)
+    circuit.probe_with(probe)
+
+    trip(circuit)
+    waiter = asyncio.create_task(circuit.wait_until_allowed())
+    await asyncio.wait_for(waiter, timeout=5.0)
+    await circuit.aclose()
+
+    assert probe.calls == 3
+    assert circuit.state is CircuitState.CLOSED
+    assert changes == [True, False]
+    # 5 s, then 10 s and 20 s after the two failed probes: the interval doubles.
+    assert time.now == pytest.approx(35.0)
+    assert waiter.result() is False
+
+
+async def test_own_probe_keeps_senders_waiting_while_open() -> None:
+    """While the breaker probes for itself, no sender is granted a request, even when due."""
+    time = FakeTime()
+    circuit = CircuitBreaker(clock=time)  # real sleep: the probe never comes due by itself
+    circuit.probe_with(ScriptedProbe(failures=0))
+    trip(circuit)
+    time.now += 5.0
+
+    granted = circuit.allow_request()
+    await circuit.aclose()
+
+    assert granted is False
+    assert circuit.state is CircuitState.OPEN
+
+
+async def test_own_probe_that_hangs_times_out_and_another_follows() -> None:
+    """A probe that never answers is given up after probe_timeout, and the next one is sent."""
+    time = FakeTime()
+    circuit = CircuitBreaker(clock=time, sleep=time.sleep, probe_timeout=0.05)
+    calls = 0
+    second = asyncio.Event()
+
+    async def hanging_probe() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            second.set()
+        await asyncio.Event().wait()
+
+    circuit.probe_with(hanging_probe)
+    trip(circuit)
+    await asyncio.wait_for(second.wait(), timeout=5.0)
+    state = circuit.state
+    await circuit.aclose()
+
+    assert calls == 2
+    assert state is CircuitState.HALF_OPEN
+    # The hung probe counted as a failure: the interval doubled from 5 s.
+    assert circuit.probe_interval == 10.0
+
+
+def test_an_abandoned_sender_probe_makes_the_next_probe_due_at_once() -> None:
+    """A sender holding the probe that is cancelled reopens the circuit with a probe due now."""
+    time = FakeTime()
+    circuit = breaker(time)
+    trip(circuit)
+    time.now += 5.0
+    assert circuit.allow_request() is True
+    assert circuit.state is CircuitState.HALF_OPEN
+
+    circuit.abandon_probe()
+
+    assert circuit.state is CircuitState.OPEN
+    assert circuit.allow_request() is True

@@ -12,6 +12,7 @@ import pytest
 from consumer.errors import (
     AuthError,
     Conflict,
+    Forbidden,
     InvalidEvent,
     NetworkError,
     PolicyRejection,
@@ -19,6 +20,7 @@ from consumer.errors import (
     ScimRejected,
     ServerError,
     SyncError,
+    UnexpectedRedirect,
     UserNotFound,
 )
 from consumer.scim.client import (
@@ -63,10 +65,24 @@ def scim_error(status: int, detail: str, scim_type: str | None = None) -> dict[s
     return body
 
 
-@pytest.mark.parametrize("status", [200, 201, 204, 304])
+@pytest.mark.parametrize("status", [200, 201, 204])
 def test_success_is_no_error(status: int) -> None:
-    """A response below 400 stands for no error."""
+    """A 2xx response stands for no error."""
     assert error_for_response(response(status), now=NOW) is None
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 304, 307, 308])
+def test_a_redirect_is_a_permanent_failure_never_a_success(status: int) -> None:
+    """A 3xx is `unexpected_redirect`: not followed, not retried, and naming where it pointed."""
+    location = "https://user:pass@elsewhere.example.com/scim/v2/Users/u-1?token=abc"
+    error = error_for_response(response(status, headers={"Location": location}), now=NOW)
+    assert isinstance(error, UnexpectedRedirect)
+    assert error.retriable is False
+    assert error.reason == "unexpected_redirect"
+    assert error.status == status
+    assert error.detail == (
+        f"HTTP {status} to https://elsewhere.example.com/scim/v2/Users/u-1; not followed"
+    )
 
 
 def test_429_is_rate_limited_with_retry_after_seconds() -> None:
@@ -95,14 +111,41 @@ def test_429_without_retry_after() -> None:
     assert error.retry_after is None
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_auth_failures_are_transient(status: int) -> None:
-    """401/403 (after the auth flow's own refresh) are retriable auth errors."""
-    error = error_for_response(response(status), now=NOW)
+def test_401_after_the_refresh_is_transient() -> None:
+    """A 401 (after the auth flow's own refresh) is a retriable auth error."""
+    error = error_for_response(response(401), now=NOW)
     assert isinstance(error, AuthError)
     assert error.retriable is True
     assert error.reason == "auth"
-    assert error.status == status
+    assert error.status == 401
+
+
+def test_403_is_forbidden_for_good_with_the_scim_detail() -> None:
+    """A 403 on a user fails that user as `forbidden`, carrying CXone's detail."""
+    body = scim_error(403, "User is outside your business unit")
+    error = error_for_response(response(403, json=body), now=NOW)
+    assert isinstance(error, Forbidden)
+    assert error.retriable is False
+    assert error.reason == "forbidden"
+    assert error.status == 403
+    assert error.detail == "User is outside your business unit"
+
+
+def test_409_uniqueness_is_permanent() -> None:
+    """A 409 with scimType uniqueness is refused for good: re-reading cannot fix it."""
+    body = scim_error(409, "userName is taken", scim_type="uniqueness")
+    error = error_for_response(response(409, json=body), now=NOW)
+    assert isinstance(error, ScimRejected)
+    assert error.retriable is False
+    assert error.reason == "scim_rejected"
+    assert error.detail == "uniqueness: userName is taken"
+
+
+def test_409_with_another_scim_type_is_a_conflict() -> None:
+    """A 409 whose scimType is not uniqueness is re-read and retried."""
+    body = scim_error(409, "version mismatch", scim_type="invalidVers")
+    error = error_for_response(response(409, json=body), now=NOW)
+    assert isinstance(error, Conflict)
 
 
 @pytest.mark.parametrize("status", [409, 412])
@@ -186,7 +229,23 @@ def test_parse_retry_after(value: str, expected: float) -> None:
     assert parse_retry_after(value, now=NOW) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "   ", "soon", "-5", "1.5", "Sat, 99 Foo 2026"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "   ",
+        "soon",
+        "-5",
+        "1.5",
+        "Sat, 99 Foo 2026",
+        "²",
+        "1²",
+        "\u0663",
+        "\uff11\uff10",
+        "+5",
+    ],
+)
 def test_parse_retry_after_ignores_what_it_cannot_read(value: str | None) -> None:
     """An absent or unreadable Retry-After gives no hint rather than an error."""
     assert parse_retry_after(value, now=NOW) is None
@@ -230,7 +289,9 @@ POLICY = RetryPolicy(wait_initial=0.1, wait_max=1.0, wait_jitter=0.0, max_retry_
         (ServerError("503", status=503), True),
         (NetworkError("reset"), True),
         (AuthError("401", status=401), True),
-        (Conflict("412", status=412), 0.0),
+        (Conflict("412", status=412), True),
+        (Forbidden("403", status=403), False),
+        (UnexpectedRedirect("302", status=302), False),
         (UserNotFound("404", status=404), False),
         (ScimRejected("400", status=400), False),
         (InvalidEvent("schema_violation", "bad id"), False),
@@ -242,7 +303,7 @@ POLICY = RetryPolicy(wait_initial=0.1, wait_max=1.0, wait_jitter=0.0, max_retry_
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else repr(value),
 )
 def test_retry_backoff_decisions(error: Exception, decision: bool | float) -> None:
-    """Transient errors are retried (Retry-After capped, conflicts at once); nothing else is."""
+    """Transient errors are retried with backoff (Retry-After capped); nothing else is."""
     answer = retry_backoff(POLICY)(error)
     # bool is an int: compare types too, so False is never mistaken for a wait of 0.0.
     assert (type(answer), answer) == (type(decision), decision)

@@ -51,9 +51,13 @@ def test_contract_metric_has_its_type_and_exact_labels(name: str) -> None:
     assert tuple(collector._labelnames) == labels
 
 
-def test_no_metric_outside_the_contract_but_webhook_failures() -> None:
-    """The module defines the contract's metrics plus the webhook and publish-blocked ones only."""
-    extras = {"cxone_sync_webhook_failures_total", "cxone_sync_publish_blocked"}
+def test_no_metric_outside_the_contract_but_the_documented_extras() -> None:
+    """The module defines the contract's metrics plus the webhook, publish and auth ones only."""
+    extras = {
+        "cxone_sync_webhook_failures_total",
+        "cxone_sync_publish_blocked",
+        "cxone_sync_auth_rejected",
+    }
     assert set(_collectors()) == set(CONTRACT) | extras
 
 
