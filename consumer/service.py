@@ -17,7 +17,7 @@ from consumer.events import Mode
 from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
-from consumer.observability.metrics import BUILD_INFO, INFLIGHT
+from consumer.observability.metrics import INFLIGHT
 from consumer.policy import Policy
 from consumer.revocations import RevocationGate
 from consumer.scim.auth import CxoneAuth, TokenProvider
@@ -120,7 +120,6 @@ async def run_service(
     health = health or HealthState()
     policy = load_policy(settings.policy_file)
     instrument_retries()
-    BUILD_INFO.labels(version=__version__).set(1)
     client_id = f"cxone-role-sync-{socket.gethostname()}"
 
     async with AsyncExitStack() as stack:

@@ -2,41 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
+from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
-
-
-class Guard:
-    """A stand-in for the consumer's revocation gate: releases only when tripped."""
-
-    def __init__(self, state: HealthState) -> None:
-        self.state = state
-
-    def release(self) -> bool:
-        if not self.state.guard_tripped:
-            return False
-        self.state.guard_tripped = False
-        return True
+from consumer.revocations import RevocationGate
+from tests.integration.harness import wait_until
 
 
 @pytest.fixture
-async def state() -> HealthState:
-    """A fresh health state, as the consumer creates it at start-up."""
-    return HealthState()
+async def gate() -> RevocationGate:
+    """A real revocation gate that trips on its second revocation in a minute."""
+    return RevocationGate(RevocationGuard(max_revocations=1, window_seconds=60.0))
 
 
 @pytest.fixture
-async def server(state: HealthState) -> AsyncIterator[HealthServer]:
-    """A health server on a free port of 127.0.0.1 with a guard release callback."""
-    async with HealthServer(
-        state, host="127.0.0.1", port=0, release_guard=Guard(state).release
-    ) as running:
+async def state(gate: RevocationGate) -> HealthState:
+    """A fresh health state reading the gate, as the service wires it at start-up."""
+    health = HealthState()
+    health.guard_tripped_probe = lambda: gate.tripped
+    return health
+
+
+@pytest.fixture
+async def server(state: HealthState, gate: RevocationGate) -> AsyncIterator[HealthServer]:
+    """A health server on a free port of 127.0.0.1 releasing the real gate."""
+    async with HealthServer(state, host="127.0.0.1", port=0, release_guard=gate.release) as running:
         yield running
+
+
+async def _trip(gate: RevocationGate) -> asyncio.Task[bool]:
+    """Trip the gate with one revocation too many; the returned task waits for the release."""
+    assert await gate.admit() is False
+    held = asyncio.create_task(gate.admit())
+    await wait_until(lambda: gate.tripped, within=5.0, what="the guard to trip")
+    return held
 
 
 @pytest.fixture
@@ -91,36 +98,38 @@ async def test_readyz_flips_with_the_circuit(client: httpx.AsyncClient, state: H
 
 
 async def test_a_tripped_guard_keeps_the_consumer_ready(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, state: HealthState, gate: RevocationGate
 ) -> None:
-    """The guard holds revocations only: /readyz stays 200 and reports the guard."""
+    """The guard holds revocations only: /readyz stays 200 and reports the gate's state."""
     state.joined = True
-    state.guard_tripped = True
+    held = await _trip(gate)
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"ready": True, "guard_tripped": True}
     assert _gauge("cxone_sync_guard_tripped") == 1.0
+    gate.release()
+    assert await held is True
 
 
-async def test_guard_probe_answers_for_the_guard(
-    client: httpx.AsyncClient, state: HealthState
-) -> None:
-    """With a probe set, the guard's own state is what /readyz reports."""
-    state.joined = True
-    state.guard_tripped_probe = lambda: True
-    assert (await client.get("/readyz")).json()["guard_tripped"] is True
+async def test_a_state_without_a_guard_reports_none_tripped() -> None:
+    """A health state no gate was wired to reports the guard as not tripped."""
+    assert HealthState().guard_tripped is False
 
 
 async def test_guard_release_releases_a_tripped_guard_once(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, gate: RevocationGate
 ) -> None:
-    """POST /guard/release answers 200 when it released the guard and 409 when nothing was held."""
-    state.guard_tripped = True
-    response = await client.post("/guard/release")
+    """POST /guard/release releases the gate (200, one log line naming the caller), then 409."""
+    held = await _trip(gate)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        response = await client.post("/guard/release")
     assert response.status_code == 200
     assert response.json() == {"released": True}
-    assert state.guard_tripped is False
+    assert await held is True
+    assert gate.tripped is False
     assert _gauge("cxone_sync_guard_tripped") == 0.0
+    released = [entry for entry in logs if entry["event"] == "guard.released"]
+    assert [entry["remote"] for entry in released] == ["127.0.0.1"]
     response = await client.post("/guard/release")
     assert response.status_code == 409
     assert response.json() == {"released": False, "reason": "not_tripped"}
