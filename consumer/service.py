@@ -140,7 +140,9 @@ async def run_service(
         circuit = cxone.circuit
         webhook = await _open_webhook(settings, stack)
         limits = replace(
-            tuning.limits or FlowLimits(), shutdown_grace=settings.sync_shutdown_grace_seconds
+            tuning.limits or FlowLimits(),
+            shutdown_grace=settings.sync_shutdown_grace_seconds,
+            max_uncommitted=settings.sync_max_uncommitted_per_partition,
         )
 
         producer = build_producer(settings, client_id=client_id)

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     sync_rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     sync_dry_run: bool = False
     sync_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    sync_max_uncommitted_per_partition: Annotated[int, Field(ge=1)] = 10_000
     policy_file: Path
 
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400

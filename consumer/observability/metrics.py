@@ -111,6 +111,12 @@ BUILD_INFO = Gauge(
     ["version"],
     registry=REGISTRY,
 )
+OLDEST_UNFINISHED_AGE = Gauge(
+    "cxone_sync_oldest_unfinished_age_seconds",
+    "Seconds since the oldest unfinished record of a partition was fetched (0 when none is).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 WEBHOOK_FAILURES = Counter(
     "cxone_sync_webhook_failures",
     "Webhook notifications dropped after their retries ran out or the queue was full.",
