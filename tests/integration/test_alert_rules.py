@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "CircuitOpen",
     "MassRevocationGuardTripped",
     "RoleSyncDown",
+    "OldestUnfinishedRecordStuck",
 }
 
 
