@@ -91,7 +91,12 @@ async def read_range(
     kafka = AIOKafkaConsumer(
         **connection_options(settings), group_id=None, enable_auto_commit=False
     )
-    await kafka.start()
+    try:
+        await kafka.start()
+    except BaseException:
+        # A broker that cannot be reached leaves a half-started client to close.
+        await kafka.stop()
+        raise
     latest: dict[str, _Latest] = {}
     records = invalid = 0
     try:

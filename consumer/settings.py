@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -143,6 +144,21 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile_readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(value))
+        except PermissionError:
+            raise ValueError(f"cannot read {value}") from None
+        except (ssl.SSLError, OSError, ValueError):
+            raise ValueError(f"{value} is not a PEM CA bundle") from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.cxone_token_url is None and self.cxone_issuer_url is None:
@@ -153,6 +169,14 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
+        # OAUTHBEARER needs a token provider; the token file is the only one there is.
+        if self.kafka_sasl_mechanism is SaslMechanism.OAUTHBEARER and not getattr(
+            self, "kafka_sasl_oauth_token_file", None
+        ):
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE "
+                "(a file holding the bearer token)"
+            )
         return self
 
     @property

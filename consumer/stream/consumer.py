@@ -53,7 +53,7 @@ class FlowLimits:
     commit_interval: float = 1.0
     revoke_grace: float = 10.0
     shutdown_grace: float = 30.0
-    final_commit_timeout: float = 10.0
+    final_commit_timeout: float = 2.0
     # An exception escaping the synchronizer: this many attempts, backing off from this many
     # seconds, before the record is audited `failed`, `internal_error`.
     internal_error_attempts: int = 3
@@ -484,9 +484,15 @@ class StreamConsumer:
             self._on_assignment_change(frozenset(self._kafka.assignment()))
 
     async def _shutdown(self) -> None:
-        """Finish or bound in-flight work, then commit what is finished (bounded too)."""
+        """Finish or bound in-flight work, then commit what is finished (bounded too).
+
+        One budget: running work and the superseded audits still being published share
+        `shutdown_grace`; the final commit gets `final_commit_timeout` on top, whatever is left.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.shutdown_grace
         abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
-        await self._settle_background(self._limits.shutdown_grace)
+        await self._settle_background(max(0.0, deadline - loop.time()))
         for task in set(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -495,6 +501,7 @@ class StreamConsumer:
         except TimeoutError:
             # Uncommitted records are redelivered after restart: duplicates, never losses.
             log.warning("stream.final_commit_timed_out")
+        self._drop_reports(self._tracker.partitions())
         log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
 
 
