@@ -35,6 +35,20 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; aiokafka's own cancelled background task is not our cancellation.
+
+    A group-less consumer stopped before it was assigned anything re-raises the
+    CancelledError of its internal committed-offset routine, which would hide why it stops.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 def build_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
     """A producer whose sends resolve only once every in-sync replica has the record.
 
