@@ -6,6 +6,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from enum import StrEnum
+from urllib.parse import unquote
 
 
 class Fault(StrEnum):
@@ -46,6 +47,8 @@ class FaultPlan:
         self.kind = Fault.SERVER_ERROR
         self.outage = False
         self.include_token_endpoint = False
+        # Users every request about whom gets 503: one user stuck while the others flow.
+        self.stuck_users: set[str] = set()
 
     def set_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None:
         """Delay every request by `seconds` plus a uniform random share of `jitter_seconds`."""
@@ -76,12 +79,22 @@ class FaultPlan:
         self.set_latency(0.0)
         self.set_probability(0.0)
         self.outage = False
+        self.stuck_users.clear()
 
     def delay(self) -> float:
         """Return how long to hold the next request before answering it."""
         if self.jitter_seconds == 0.0:
             return self.latency_seconds
         return self.latency_seconds + self._rng.uniform(0.0, self.jitter_seconds)
+
+    def stuck_fault(self, path: str) -> Fault | None:
+        """503 for a request on `/Users/{id}` of a stuck user, else None."""
+        if not self.stuck_users:
+            return None
+        head, _, user_id = path.rpartition("/")
+        if head.endswith("/Users") and unquote(user_id) in self.stuck_users:
+            return Fault.UNAVAILABLE
+        return None
 
     def next_fault(self) -> Fault | None:
         """Return the fault for the next request, or None to serve it."""

@@ -186,6 +186,13 @@ class CxoneSimulator:
         """Answer every affected request with 503 until switched off."""
         self.faults.outage = on
 
+    def set_stuck(self, user_id: str, on: bool = True) -> None:
+        """Answer every request about `user_id` with 503 until switched off; others are served."""
+        if on:
+            self.faults.stuck_users.add(user_id)
+        else:
+            self.faults.stuck_users.discard(user_id)
+
     def clear_faults(self) -> None:
         """Remove latency, scripted and random faults, and the outage."""
         self.faults.clear()
@@ -318,7 +325,7 @@ class CxoneSimulator:
         if delay > 0 and not await self._hold(receive, delay):
             record.fault = "client_gone"
             return True
-        fault = self.faults.next_fault()
+        fault = self.faults.stuck_fault(record.path) or self.faults.next_fault()
         if fault is None:
             return False
         record.fault = fault.value

@@ -276,6 +276,8 @@ class StreamConsumer:
                 user_id=oldest.note,
                 age_seconds=round(age, 1),
                 uncommitted=self._tracker.uncommitted(tp),
+                pending=self._tracker.pending(tp),
+                tracked=self._tracker.retained(tp),
             )
 
     def _drop_reports(self, partitions: Iterable[TopicPartition]) -> None:
