@@ -31,6 +31,12 @@ class Fault(StrEnum):
         return int(self.value) if self.value.isdigit() else None
 
 
+def user_of_path(path: str) -> str | None:
+    """The user id a `/Users/{id}` path names, or None for any other path."""
+    head, _, user_id = path.rpartition("/")
+    return unquote(user_id) if head.endswith("/Users") and user_id else None
+
+
 class FaultPlan:
     """Decides, request by request, the delay and the fault to inject.
 
@@ -89,10 +95,7 @@ class FaultPlan:
 
     def stuck_fault(self, path: str) -> Fault | None:
         """503 for a request on `/Users/{id}` of a stuck user, else None."""
-        if not self.stuck_users:
-            return None
-        head, _, user_id = path.rpartition("/")
-        if head.endswith("/Users") and unquote(user_id) in self.stuck_users:
+        if self.stuck_users and user_of_path(path) in self.stuck_users:
             return Fault.UNAVAILABLE
         return None
 
