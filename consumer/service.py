@@ -246,6 +246,7 @@ async def _serve(
 # Closing the clients after the stream stopped (leaving the group, flushing the webhook): the
 # process ends within SYNC_SHUTDOWN_GRACE_SECONDS + the stream's final commit + this.
 CLOSE_BUDGET_SECONDS = 3.0
+CLOSE_FLOOR_SECONDS = 0.2
 
 T = TypeVar("T")
 
@@ -289,7 +290,8 @@ class _Closers:
         while self._closers:
             what, close = self._closers.pop()
             try:
-                async with asyncio.timeout_at(deadline):
+                # Past the budget, each one left still gets a moment (releasing a port is quick).
+                async with asyncio.timeout(max(deadline - loop.time(), CLOSE_FLOOR_SECONDS)):
                     await close()
             except TimeoutError:
                 log.warning("service.close_timed_out", what=what)
@@ -337,6 +339,11 @@ async def _start_producer(settings: Settings, *, client_id: str) -> AIOKafkaProd
     ):
         with attempt:
             attempts += 1
+            log.info(
+                "kafka.connecting",
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                attempt=attempts,
+            )
             producer = build_producer(settings, client_id=client_id)
             try:
                 await producer.start()

@@ -163,11 +163,11 @@ async def test_tls_against_a_plaintext_broker_is_stopped_at_once(
             within=30,
             what="the health server",
         )
-        # Give the TLS handshake time to be attempted against the plaintext listener.
+        # The TLS handshake then waits on a listener that never answers it (30 s per attempt).
         await wait_until(
-            lambda: simulator_server.simulator.token_requests >= 1,
+            lambda: bool(logged(service.output, "kafka.connecting")),
             within=30,
-            what="start-up to reach the token endpoint",
+            what="start-up to reach the broker",
         )
         service.signal(signal.SIGTERM)
         code = await service.wait_async(15)
@@ -176,6 +176,8 @@ async def test_tls_against_a_plaintext_broker_is_stopped_at_once(
         service.close()
     assert code == 0
     assert not logged(output, "service.started")
+    assert not logged(output, "kafka.unreachable"), "stopped inside the first attempt"
+    assert logged(output, "service.stopped_during_startup")
     assert "Traceback" not in output
 
 
