@@ -132,95 +132,102 @@ async def run_service(
     policy = load_policy(settings.policy_file)
     instrument_retries()
     client_id = f"cxone-role-sync-{socket.gethostname()}"
+
     closers = _Closers()
     try:
-        await _serve(settings, stop, tuning, health, mode, policy, client_id, closers)
+        gate = build_gate(policy)
+        # Health first: liveness must answer while the broker or CXone is still slow to reach.
+        server = HealthServer(
+            health,
+            host=tuning.metrics_host,
+            port=settings.metrics_port,
+            release_guard=gate.release,
+        )
+        await _start_health(server, settings.metrics_port)
+        closers.push("health server", server.stop)
+        health.guard_tripped_probe = lambda: gate.tripped
+
+        stack = AsyncExitStack()
+        closers.push("CXone and webhook clients", stack.aclose)
+        cxone = await _unless_stopped(
+            stop, open_cxone(settings, stack, tuning=tuning, health=health)
+        )
+        synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
+        circuit = cxone.circuit
+        webhook = await _unless_stopped(stop, _open_webhook(settings, stack))
+        limits = replace(
+            tuning.limits or FlowLimits(),
+            shutdown_grace=settings.sync_shutdown_grace_seconds,
+            max_uncommitted=settings.sync_max_uncommitted_per_partition,
+        )
+
+        producer = await _unless_stopped(stop, _reach_broker(settings, client_id=client_id))
+        closers.push("producer", producer.stop)
+        publisher = AuditPublisher(
+            producer, audit_topic=settings.kafka_audit_topic, dlq_topic=settings.kafka_dlq_topic
+        )
+
+        kafka = AIOKafkaConsumer(
+            **connection_options(settings),
+            client_id=client_id,
+            group_id=settings.kafka_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=tuning.session_timeout_ms,
+            heartbeat_interval_ms=tuning.heartbeat_interval_ms,
+            # Room for the revoke handler to use its whole grace and still commit in the group.
+            rebalance_timeout_ms=max(60_000, int((limits.revoke_grace + 20) * 1000)),
+        )
+
+        def hold_reason() -> str | None:
+            if circuit.is_open:
+                return "circuit_open"
+            if gate.tripped:
+                return "guard_tripped"
+            return None
+
+        def assignment_changed(assignment: frozenset[TopicPartition]) -> None:
+            health.joined = True
+            lag.track(assignment)
+
+        stream = StreamConsumer(
+            kafka,
+            synchronizer,
+            publisher,
+            max_concurrency=settings.sync_max_concurrency,
+            limits=limits,
+            mode=mode,
+            hold_reason=hold_reason,
+            on_inflight_change=INFLIGHT.set,
+            on_assignment_change=assignment_changed,
+            on_result=webhook.notify if webhook is not None else None,
+        )
+        lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
+        kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
+        closers.push("consumer", kafka.stop)
+        await _start_consumer(kafka, settings, stop)
+
+        await lag.start()
+        closers.push("lag refresher", lag.stop)
+
+        log.info(
+            "service.started",
+            version=__version__,
+            topic=settings.kafka_input_topic,
+            group=settings.kafka_group_id,
+            dry_run=settings.sync_dry_run,
+            metrics_port=server.port,
+        )
+        await stream.run(stop)
     except _Stopped:
         log.info("service.stopped_during_startup")
     finally:
         await closers.close_all(within=CLOSE_BUDGET_SECONDS)
 
 
-async def _serve(
-    settings: Settings,
-    stop: asyncio.Event,
-    tuning: Tuning,
-    health: HealthState,
-    mode: Mode,
-    policy: Policy,
-    client_id: str,
-    closers: _Closers,
-) -> None:
-    """Start everything in order (each step abandoned if `stop` comes), then run the stream."""
-    gate = build_gate(policy)
-    # Health first: liveness must answer while the broker or CXone is still slow to reach.
-    server = HealthServer(
-        health,
-        host=tuning.metrics_host,
-        port=settings.metrics_port,
-        release_guard=gate.release,
-    )
-    await _start_health(server, settings.metrics_port)
-    closers.push("health server", server.stop)
-    health.guard_tripped_probe = lambda: gate.tripped
-
-    stack = AsyncExitStack()
-    closers.push("CXone and webhook clients", stack.aclose)
-    cxone = await _unless_stopped(stop, open_cxone(settings, stack, tuning=tuning, health=health))
-    synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
-    circuit = cxone.circuit
-    webhook = await _unless_stopped(stop, _open_webhook(settings, stack))
-    limits = replace(
-        tuning.limits or FlowLimits(),
-        shutdown_grace=settings.sync_shutdown_grace_seconds,
-        max_uncommitted=settings.sync_max_uncommitted_per_partition,
-    )
-
-    producer = await _unless_stopped(stop, _reach_broker(settings, client_id=client_id))
-    closers.push("producer", producer.stop)
-    publisher = AuditPublisher(
-        producer, audit_topic=settings.kafka_audit_topic, dlq_topic=settings.kafka_dlq_topic
-    )
-
-    kafka = AIOKafkaConsumer(
-        **connection_options(settings),
-        client_id=client_id,
-        group_id=settings.kafka_group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=300_000,
-        session_timeout_ms=tuning.session_timeout_ms,
-        heartbeat_interval_ms=tuning.heartbeat_interval_ms,
-        # Room for the revoke handler to use its whole grace and still commit in the group.
-        rebalance_timeout_ms=max(60_000, int((limits.revoke_grace + 20) * 1000)),
-    )
-
-    def hold_reason() -> str | None:
-        if circuit.is_open:
-            return "circuit_open"
-        if gate.tripped:
-            return "guard_tripped"
-        return None
-
-    def assignment_changed(assignment: frozenset[TopicPartition]) -> None:
-        health.joined = True
-        lag.track(assignment)
-
-    stream = StreamConsumer(
-        kafka,
-        synchronizer,
-        publisher,
-        max_concurrency=settings.sync_max_concurrency,
-        limits=limits,
-        mode=mode,
-        hold_reason=hold_reason,
-        on_inflight_change=INFLIGHT.set,
-        on_assignment_change=assignment_changed,
-        on_result=webhook.notify if webhook is not None else None,
-    )
-    lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
-    kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
-    closers.push("consumer", kafka.stop)
+async def _start_consumer(kafka: AIOKafkaConsumer, settings: Settings, stop: asyncio.Event) -> None:
+    """Join the group; once the producer reached the broker, a failure here is one line."""
     try:
         await _unless_stopped(stop, kafka.start())
     except KafkaError as error:
@@ -228,19 +235,6 @@ async def _serve(
             f"start-up error: the consumer could not join through KAFKA_BOOTSTRAP_SERVERS "
             f"{settings.kafka_bootstrap_servers}: {type(error).__name__}"
         ) from None
-
-    await lag.start()
-    closers.push("lag refresher", lag.stop)
-
-    log.info(
-        "service.started",
-        version=__version__,
-        topic=settings.kafka_input_topic,
-        group=settings.kafka_group_id,
-        dry_run=settings.sync_dry_run,
-        metrics_port=server.port,
-    )
-    await stream.run(stop)
 
 
 # Closing the clients after the stream stopped (leaving the group, flushing the webhook): the
