@@ -13,6 +13,7 @@ from typing import Annotated
 
 import structlog
 import typer
+from aiokafka.errors import KafkaError
 
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
@@ -49,20 +50,38 @@ def _configure_logging(settings: Settings) -> None:
     register_secret(settings.webhook_url)
 
 
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)`: the first SIGTERM/SIGINT sets `stop`, a second one exits at once."""
+# After the grace, the stream's final commit (2 s) and closing the clients (3 s) fit in this;
+# past it the process leaves anyway.
+SHUTDOWN_OVERRUN_SECONDS = 8.0
+
+
+def run_until_signalled(
+    main: Callable[[asyncio.Event], Awaitable[None]], *, exit_within: float | None = None
+) -> None:
+    """Run `main(stop)`: the first SIGTERM/SIGINT sets `stop`, a second one exits at once.
+
+    With `exit_within`, a process still running that many seconds after the first signal exits
+    anyway, whatever it is waiting for.
+    """
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
+        def leave(code: int, event: str, **fields: object) -> None:
+            # Nothing unfinished was committed, so leaving now loses nothing.
+            structlog.get_logger(__name__).warning(event, **fields)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
         def on_signal(signum: int) -> None:
             if stop.is_set():
-                # Nothing unfinished was committed, so leaving now loses nothing.
-                structlog.get_logger(__name__).warning("service.forced_exit", signal=signum)
-                os._exit(130)
+                leave(130, "service.forced_exit", signal=signum)
             structlog.get_logger(__name__).info("service.stopping", signal=signum)
             stop.set()
+            if exit_within is not None:
+                loop.call_later(exit_within, leave, 1, "service.shutdown_overrun")
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
@@ -84,7 +103,10 @@ def run(
     from consumer.service import run_service
 
     try:
-        run_until_signalled(lambda stop: run_service(settings, stop))
+        run_until_signalled(
+            lambda stop: run_service(settings, stop),
+            exit_within=settings.sync_shutdown_grace_seconds + SHUTDOWN_OVERRUN_SECONDS,
+        )
     except ConfigurationError as error:
         raise _fail(str(error)) from None
 
@@ -120,6 +142,11 @@ def replay(
         summary = asyncio.run(run_replay(settings, selection, dry_run=dry_run, echo=typer.echo))
     except ConfigurationError as error:
         raise _fail(str(error)) from None
+    except KafkaError as error:
+        raise _fail(
+            f"replay error: cannot read through KAFKA_BOOTSTRAP_SERVERS "
+            f"{settings.kafka_bootstrap_servers}: {type(error).__name__}"
+        ) from None
     for line in summary_lines(summary):
         typer.echo(line)
 

@@ -24,7 +24,12 @@ from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, Sync
 from consumer.observability.http import HealthState
 from consumer.service import Tuning, build_gate, open_cxone
 from consumer.settings import Settings
-from consumer.stream.kafka import build_producer, connection_options, partitions_of
+from consumer.stream.kafka import (
+    build_producer,
+    connection_options,
+    partitions_of,
+    stop_consumer,
+)
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer, superseded_result
 
@@ -91,7 +96,12 @@ async def read_range(
     kafka = AIOKafkaConsumer(
         **connection_options(settings), group_id=None, enable_auto_commit=False
     )
-    await kafka.start()
+    try:
+        await kafka.start()
+    except BaseException:
+        # A broker that cannot be reached leaves a half-started client to close.
+        await stop_consumer(kafka)
+        raise
     latest: dict[str, _Latest] = {}
     records = invalid = 0
     try:
@@ -122,7 +132,7 @@ async def read_range(
             ):
                 break
     finally:
-        await kafka.stop()
+        await stop_consumer(kafka)
     return latest, records, invalid
 
 

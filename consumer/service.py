@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
+import stamina
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer import __version__
 from consumer.catalog import load_policy
@@ -17,7 +23,7 @@ from consumer.events import Mode
 from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
-from consumer.observability.metrics import BUILD_INFO, INFLIGHT
+from consumer.observability.metrics import INFLIGHT
 from consumer.policy import Policy
 from consumer.revocations import RevocationGate
 from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider
@@ -126,15 +132,20 @@ async def run_service(
     health: HealthState | None = None,
     mode: Mode = Mode.LIVE,
 ) -> None:
-    """Run the consumer until `stop` is set; returns after in-flight work is finished."""
+    """Run the consumer until `stop` is set; returns after in-flight work is finished.
+
+    A stop during start-up is honoured at once; after it, the stream gets
+    `SYNC_SHUTDOWN_GRACE_SECONDS` for in-flight work plus its final commit, and closing the
+    clients gets `CLOSE_BUDGET_SECONDS` more, all told.
+    """
     tuning = tuning or Tuning()
     health = health or HealthState()
     policy = load_policy(settings.policy_file)
     instrument_retries()
-    BUILD_INFO.labels(version=__version__).set(1)
     client_id = f"cxone-role-sync-{socket.gethostname()}"
 
-    async with AsyncExitStack() as stack:
+    closers = _Closers()
+    try:
         gate = build_gate(policy)
         # Health first: liveness must answer while the broker or CXone is still slow to reach.
         server = HealthServer(
@@ -144,24 +155,34 @@ async def run_service(
             release_guard=gate.release,
             admin_token=settings.admin_token,
         )
-        await server.start()
-        stack.push_async_callback(server.stop)
+        await _start_health(server, settings.metrics_port)
+        closers.push("health server", server.stop)
         health.guard_tripped_probe = lambda: gate.tripped
 
-        cxone = await open_cxone(settings, stack, tuning=tuning, health=health)
+        stack = AsyncExitStack()
+        closers.push("CXone and webhook clients", stack.aclose)
+        cxone = await _unless_stopped(
+            stop, open_cxone(settings, stack, tuning=tuning, health=health)
+        )
         synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
         circuit = cxone.circuit
-        webhook = await _open_webhook(settings, stack)
+        webhook = await _unless_stopped(stop, _open_webhook(settings, stack))
         limits = replace(
-            tuning.limits or FlowLimits(), shutdown_grace=settings.sync_shutdown_grace_seconds
+            tuning.limits or FlowLimits(),
+            shutdown_grace=settings.sync_shutdown_grace_seconds,
+            max_uncommitted=settings.sync_max_uncommitted_per_partition,
         )
 
-        await verify_broker_tls(settings)
-        producer = build_producer(
-            settings, client_id=client_id, request_timeout_ms=tuning.producer_request_timeout_ms
+        await _unless_stopped(stop, verify_broker_tls(settings))
+        producer = await _unless_stopped(
+            stop,
+            _reach_broker(
+                settings,
+                client_id=client_id,
+                request_timeout_ms=tuning.producer_request_timeout_ms,
+            ),
         )
-        await producer.start()
-        stack.push_async_callback(producer.stop)
+        closers.push("producer", producer.stop)
         publisher = AuditPublisher(
             producer,
             audit_topic=settings.kafka_audit_topic,
@@ -209,11 +230,11 @@ async def run_service(
         )
         lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
         kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
-        await kafka.start()
-        stack.push_async_callback(kafka.stop)
+        closers.push("consumer", kafka.stop)
+        await _start_consumer(kafka, settings, stop)
 
         await lag.start()
-        stack.push_async_callback(lag.stop)
+        closers.push("lag refresher", lag.stop)
 
         log.info(
             "service.started",
@@ -224,6 +245,150 @@ async def run_service(
             metrics_port=server.port,
         )
         await stream.run(stop)
+    except _Stopped:
+        log.info("service.stopped_during_startup")
+    finally:
+        await closers.close_all(within=CLOSE_BUDGET_SECONDS)
+
+
+async def _start_consumer(kafka: AIOKafkaConsumer, settings: Settings, stop: asyncio.Event) -> None:
+    """Join the group; once the producer reached the broker, a failure here is one line."""
+    try:
+        await _unless_stopped(stop, kafka.start())
+    except KafkaError as error:
+        raise ConfigurationError(
+            f"start-up error: the consumer could not join through KAFKA_BOOTSTRAP_SERVERS "
+            f"{settings.kafka_bootstrap_servers}: {type(error).__name__}"
+        ) from None
+
+
+# Closing the clients after the stream stopped (leaving the group, flushing the webhook): the
+# process ends within SYNC_SHUTDOWN_GRACE_SECONDS + the stream's final commit + this.
+CLOSE_BUDGET_SECONDS = 3.0
+CLOSE_FLOOR_SECONDS = 0.2
+
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """The stop signal came while the service was still starting."""
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T:
+    """Await `work`, abandoning it the moment `stop` is set: a signal during start-up wins."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise _Stopped
+
+
+class _Closers:
+    """What start-up opened, closed newest first within one budget however each one behaves."""
+
+    def __init__(self) -> None:
+        self._closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+
+    def push(self, what: str, close: Callable[[], Awaitable[object]]) -> None:
+        """Close `close` at the end, before everything pushed earlier."""
+        self._closers.append((what, close))
+
+    async def close_all(self, *, within: float) -> None:
+        """Close everything; one that overruns what is left of `within` is abandoned."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._closers:
+            what, close = self._closers.pop()
+            try:
+                # Past the budget, each one left still gets a moment (releasing a port is quick).
+                async with asyncio.timeout(max(deadline - loop.time(), CLOSE_FLOOR_SECONDS)):
+                    await close()
+            except TimeoutError:
+                log.warning("service.close_timed_out", what=what)
+            except Exception as error:
+                log.warning("service.close_failed", what=what, error=type(error).__name__)
+
+
+async def _start_health(server: HealthServer, port: int) -> None:
+    """Bind the metrics port; a port that cannot be bound is a start-up error of one line."""
+    try:
+        await server.start()
+    except OSError as error:
+        why = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ConfigurationError(
+            f"configuration error: METRICS_PORT: cannot listen on {server.host}:{port}: {why}"
+        ) from None
+
+
+class _BootstrapNoise(logging.Filter):
+    """Drops aiokafka's own line for a failed bootstrap; `kafka.unreachable` says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('Unable connect to "')
+
+
+async def _reach_broker(
+    settings: Settings, *, client_id: str, request_timeout_ms: int
+) -> AIOKafkaProducer:
+    """Start the producer, retrying an unreachable broker with backoff (one WARNING per try)."""
+    noise = _BootstrapNoise()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addFilter(noise)
+    try:
+        return await _start_producer(
+            settings, client_id=client_id, request_timeout_ms=request_timeout_ms
+        )
+    finally:
+        aiokafka_log.removeFilter(noise)
+
+
+async def _start_producer(
+    settings: Settings, *, client_id: str, request_timeout_ms: int
+) -> AIOKafkaProducer:
+    attempts = 0
+    async for attempt in stamina.retry_context(
+        on=KafkaConnectionError,
+        attempts=None,
+        timeout=None,
+        wait_initial=BROKER_RETRY_INITIAL_SECONDS,
+        wait_max=BROKER_RETRY_MAX_SECONDS,
+    ):
+        with attempt:
+            attempts += 1
+            log.info(
+                "kafka.connecting",
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                attempt=attempts,
+            )
+            producer = build_producer(
+                settings, client_id=client_id, request_timeout_ms=request_timeout_ms
+            )
+            try:
+                await producer.start()
+            except KafkaConnectionError as error:
+                await producer.stop()
+                log.warning(
+                    "kafka.unreachable",
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    attempt=attempts,
+                    error=str(error),
+                )
+                raise
+            return producer
+    raise AssertionError("unreachable: the broker retry has no limit")
+
+
+BROKER_RETRY_INITIAL_SECONDS = 1.0
+BROKER_RETRY_MAX_SECONDS = 30.0
 
 
 async def _open_webhook(settings: Settings, stack: AsyncExitStack) -> WebhookNotifier | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -157,6 +158,7 @@ class Settings(BaseSettings):
     sync_rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     sync_dry_run: bool = False
     sync_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    sync_max_uncommitted_per_partition: Annotated[int, Field(ge=1)] = 10_000
     policy_file: Path
 
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400
@@ -263,6 +265,21 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile_readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(value))
+        except PermissionError:
+            raise ValueError(f"cannot read {value}") from None
+        except (ssl.SSLError, OSError, ValueError):
+            raise ValueError(f"{value} is not a PEM CA bundle") from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.cxone_token_url is None and self.cxone_issuer_url is None:
@@ -290,7 +307,8 @@ class Settings(BaseSettings):
         if mechanism is SaslMechanism.OAUTHBEARER:
             if self.kafka_sasl_oauth_token_file is None:
                 raise ValueError(
-                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE"
+                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE "
+                    "(a file holding the bearer token)"
                 )
             if not self.kafka_sasl_oauth_token_file.is_file():
                 raise ValueError(

@@ -231,11 +231,14 @@ def forbidden_user_ids() -> st.SearchStrategy[str]:
 def hostile_records() -> st.SearchStrategy[bytes]:
     """Every kind of hostile record (except duplicate keys, which `DUPLICATE_KEY_CASES` covers)."""
     return st.one_of(
-        st.binary(max_size=2048),
+        # Random bytes that do not open a JSON object: Hypothesis also draws byte strings from
+        # literals in the code under test, and one of those may be a whole valid event.
+        st.binary(max_size=2048).filter(lambda value: not value.lstrip().startswith(b"{")),
         st.integers(min_value=1, max_value=400).map(truncated),
         st.builds(
             nested,
-            st.integers(min_value=1, max_value=5000),
+            # Depth 1 in place of the roles is an empty role list, which is valid.
+            st.integers(min_value=2, max_value=5000),
             st.sampled_from(["record", "user_name", "roles", "ticket"]),
         ),
         st.sampled_from(HOSTILE_USER_IDS).map(with_user_id),

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import SecretStr
 
-from consumer.observability.metrics import CIRCUIT_OPEN, GUARD_TRIPPED, REGISTRY
+from consumer.observability.metrics import CIRCUIT_OPEN, REGISTRY
 
 log = structlog.get_logger(__name__)
 
@@ -30,20 +30,21 @@ FORM_CONTENT_TYPES = frozenset(
 
 
 class HealthState:
-    """What the consumer reports about itself; the circuit and guard flags mirror into gauges."""
+    """What the consumer reports about itself; the circuit flag mirrors into its gauge.
+
+    The guard is read, never written: the revocation gate owns its state and its gauge, and the
+    service points `guard_tripped_probe` at it.
+    """
 
     def __init__(self) -> None:
         self.joined = False
         self._circuit_open = False
-        self._guard_tripped = False
-        # When set, the guard itself answers `guard_tripped` and the stored flag is ignored.
         self.guard_tripped_probe: Callable[[], bool] | None = None
         # The publisher answers whether a record it cannot publish for good holds a partition.
         self.publish_blocked_probe: Callable[[], bool] = lambda: False
         # Set by the service: True while the token endpoint refuses the credentials.
         self.auth_failed_probe: Callable[[], bool] | None = None
         CIRCUIT_OPEN.set(0)
-        GUARD_TRIPPED.set(0)
 
     @property
     def circuit_open(self) -> bool:
@@ -57,15 +58,8 @@ class HealthState:
 
     @property
     def guard_tripped(self) -> bool:
-        """Whether the mass-revocation guard is holding revocations back."""
-        if self.guard_tripped_probe is not None:
-            return self.guard_tripped_probe()
-        return self._guard_tripped
-
-    @guard_tripped.setter
-    def guard_tripped(self, value: bool) -> None:
-        self._guard_tripped = value
-        GUARD_TRIPPED.set(int(value))
+        """Whether the mass-revocation guard is holding revocations back (False without one)."""
+        return self.guard_tripped_probe is not None and self.guard_tripped_probe()
 
     def not_ready_reason(self) -> str | None:
         """Why the consumer should get no traffic right now, or None when it is ready."""
@@ -222,10 +216,10 @@ class HealthServer:
             return web.json_response(
                 {"released": False, "reason": "guard_not_configured"}, status=409
             )
-        outcome = self._release_guard()
-        released = await outcome if inspect.isawaitable(outcome) else outcome
+        # Releasing lets held revocations through: the gate's `guard.released` line says who asked.
+        with structlog.contextvars.bound_contextvars(remote=request.remote):
+            outcome = self._release_guard()
+            released = await outcome if inspect.isawaitable(outcome) else outcome
         if not released:
             return web.json_response({"released": False, "reason": "not_tripped"}, status=409)
-        # Releasing lets held revocations through: keep a trace of who asked.
-        log.warning("guard.released", remote=request.remote)
         return web.json_response({"released": True})

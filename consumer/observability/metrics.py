@@ -121,6 +121,12 @@ AUTH_REJECTED = Gauge(
     "1 while the token endpoint refuses the configured credentials or scopes.",
     registry=REGISTRY,
 )
+OLDEST_UNFINISHED_AGE = Gauge(
+    "cxone_sync_oldest_unfinished_age_seconds",
+    "Seconds since the oldest unfinished record of a partition was fetched (0 when none is).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 WEBHOOK_FAILURES = Counter(
     "cxone_sync_webhook_failures",
     "Webhook notifications dropped after their retries ran out or the queue was full.",

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import unquote
 
 
 class Fault(StrEnum):
@@ -84,6 +85,12 @@ class UserRule:
     times: int | None = None
 
 
+def user_of_path(path: str) -> str | None:
+    """The user id a `/Users/{id}` path names, or None for any other path."""
+    head, _, user_id = path.rpartition("/")
+    return unquote(user_id) if head.endswith("/Users") and user_id else None
+
+
 class FaultPlan:
     """Decides, request by request, the delay and the fault to inject.
 
@@ -101,6 +108,8 @@ class FaultPlan:
         self.outage = False
         self.include_token_endpoint = False
         self._user_rules: dict[tuple[str, str], UserRule] = {}
+        # Users every request about whom gets 503: one user stuck while the others flow.
+        self.stuck_users: set[str] = set()
 
     def set_user_rule(self, user_id: str, method: str, rule: UserRule) -> None:
         """Answer `method` requests on `user_id` by `rule` instead of serving them."""
@@ -158,12 +167,19 @@ class FaultPlan:
         self.set_latency(0.0)
         self.set_probability(0.0)
         self.outage = False
+        self.stuck_users.clear()
 
     def delay(self) -> float:
         """Return how long to hold the next request before answering it."""
         if self.jitter_seconds == 0.0:
             return self.latency_seconds
         return self.latency_seconds + self._rng.uniform(0.0, self.jitter_seconds)
+
+    def stuck_fault(self, path: str) -> Fault | None:
+        """503 for a request on `/Users/{id}` of a stuck user, else None."""
+        if self.stuck_users and user_of_path(path) in self.stuck_users:
+            return Fault.UNAVAILABLE
+        return None
 
     def next_fault(self) -> Fault | None:
         """Return the fault for the next request, or None to serve it."""

@@ -33,7 +33,7 @@ from consumer.sandbox.asgi import (
     send_json,
     write_raw_and_close,
 )
-from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule
+from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule, user_of_path
 from consumer.sandbox.request_log import RequestLog, RequestRecord
 from consumer.sandbox.scim_app import CxoneScimApplication
 from consumer.sandbox.throttle import RetryAfterStyle, TokenBucket, retry_after_value
@@ -78,6 +78,8 @@ class CxoneSimulator:
         self.fault_retry_after_seconds = 1.0
         # A "timeout" fault holds the request this long unless the client gives up first.
         self.hold_seconds = 60.0
+        # Users whose reads get a 200 with JSON nested deeper than any parser takes.
+        self.bottomless_users: set[str] = set()
         self._clock = clock
         self._admin = SimulatorAdmin(self)
         self._released = asyncio.Event()
@@ -191,6 +193,13 @@ class CxoneSimulator:
     def set_outage(self, on: bool) -> None:
         """Answer every affected request with 503 until switched off."""
         self.faults.outage = on
+
+    def set_stuck(self, user_id: str, on: bool = True) -> None:
+        """Answer every request about `user_id` with 503 until switched off; others are served."""
+        if on:
+            self.faults.stuck_users.add(user_id)
+        else:
+            self.faults.stuck_users.discard(user_id)
 
     def clear_faults(self) -> None:
         """Remove latency, scripted and random faults, the outage and user rules, everywhere."""
@@ -396,7 +405,11 @@ class CxoneSimulator:
         if delay > 0 and not await self._hold(receive, delay):
             record.fault = "client_gone"
             return True
-        fault = plan.next_fault()
+        if record.method == "GET" and user_of_path(record.path) in self.bottomless_users:
+            record.fault = "bottomless_json"
+            await _send_bottomless_json(send)
+            return True
+        fault = plan.stuck_fault(record.path) or plan.next_fault()
         if fault is None:
             return False
         record.fault = fault.value
@@ -442,6 +455,20 @@ def _recording(send: Send, record: RequestRecord) -> Send:
         await send(message)
 
     return recorded
+
+
+async def _send_bottomless_json(send: Send) -> None:
+    """A 200 whose body is well-formed JSON nested 100,000 arrays deep."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = {"content-type": SCIM_MEDIA_TYPE, "content-length": str(len(body))}
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_error(

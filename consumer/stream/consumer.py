@@ -9,11 +9,13 @@ partition was too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -29,6 +31,7 @@ from consumer.events import (
     is_valid_user_id,
     parse_event,
 )
+from consumer.observability.metrics import OLDEST_UNFINISHED_AGE
 from consumer.observability.outcomes import record_result
 from consumer.stream.dispatcher import KeyedDispatcher
 from consumer.stream.offsets import OffsetTracker
@@ -48,12 +51,23 @@ class FlowLimits:
 
     per_partition: int = 2_000
     total: int = 10_000
+    # Offsets from a partition's oldest unfinished record through its last fetched one: at this
+    # window the partition pauses, so one stuck user bounds redelivery and memory, not traffic.
+    max_uncommitted: int = 10_000
     # Most records one fetch hands over; a partition may pass `per_partition` by up to this many.
     fetch_batch: int = 500
     commit_interval: float = 1.0
     revoke_grace: float = 10.0
     shutdown_grace: float = 30.0
-    final_commit_timeout: float = 10.0
+    final_commit_timeout: float = 2.0
+    # An exception escaping the synchronizer: this many attempts, backing off from this many
+    # seconds, before the record is audited `failed`, `internal_error`.
+    internal_error_attempts: int = 3
+    internal_error_wait: float = 1.0
+    # A partition whose oldest unfinished record is this old is reported (user, offset, age)
+    # at WARNING, at most once per `stuck_report_interval` seconds.
+    stuck_after: float = 60.0
+    stuck_report_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,31 @@ class WorkItem:
         if self.event is not None:
             return self.event.user_id
         return f"invalid/{self.tp.partition}/{self.offset}"
+
+
+def internal_error_result(
+    event: RoleChangeEvent,
+    error: BaseException,
+    *,
+    source: SourcePosition,
+    mode: Mode,
+    attempts: int,
+    latency_ms: float,
+) -> SyncResult:
+    """The result of an event whose processing kept raising what nothing maps: audited failed."""
+    return SyncResult(
+        event_id=event.id,
+        user_id=event.user_id,
+        outcome=Outcome.FAILED,
+        reason="internal_error",
+        # The type only: a message may quote a response body or a secret-bearing URL.
+        detail=f"{type(error).__module__}.{type(error).__qualname__}",
+        attempts=attempts,
+        source=source,
+        mode=mode,
+        latency_ms=round(latency_ms, 3),
+        processed_at=datetime.now(UTC),
+    )
 
 
 def read_record(
@@ -143,6 +182,8 @@ class StreamConsumer:
             on_inflight_change=on_inflight_change,
         )
         self._paused: set[TopicPartition] = set()
+        self._full: set[TopicPartition] = set()
+        self._stuck_reported: dict[TopicPartition, float] = {}
         self._held: str | None = None
         # The CXone work of each running handler, by (partition, offset, epoch): a revocation
         # cancels what outlives its grace.
@@ -175,6 +216,7 @@ class StreamConsumer:
                     )
                 if now - last_commit >= self._limits.commit_interval:
                     await self._commit()
+                    self._report_oldest(now)
                     last_commit = now
         finally:
             await self._shutdown()
@@ -186,7 +228,9 @@ class StreamConsumer:
 
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
         tp = TopicPartition(record.topic, record.partition)
-        epoch = self._tracker.track(tp, record.offset)
+        # The key names the user for the stuck-record report; bounded, since any bytes can come.
+        note = record.key[:128].decode(errors="replace") if record.key is not None else None
+        epoch = self._tracker.track(tp, record.offset, at=now, note=note)
         item = read_record(record, epoch=epoch, now=now, max_bytes=self._publisher.max_record_bytes)
         self._dispatcher.submit(item.dispatch_key, item)
 
@@ -202,7 +246,21 @@ class StreamConsumer:
             else:
                 self._dispatcher.resume()
         over_total = self._tracker.total_pending() >= self._limits.total
-        wanted = {
+        full = {
+            tp for tp in assignment if self._tracker.uncommitted(tp) >= self._limits.max_uncommitted
+        }
+        for tp in full - self._full:
+            oldest = self._tracker.oldest_unfinished(tp)
+            log.warning(
+                "stream.window_full",
+                topic=tp.topic,
+                partition=tp.partition,
+                uncommitted=self._tracker.uncommitted(tp),
+                oldest_offset=oldest.offset if oldest else None,
+                oldest_user_id=oldest.note if oldest else None,
+            )
+        self._full = full
+        wanted = full | {
             tp
             for tp in assignment
             if held or over_total or self._tracker.pending(tp) >= self._limits.per_partition
@@ -212,6 +270,41 @@ class StreamConsumer:
         if to_resume := (self._paused - wanted) & assignment:
             self._kafka.resume(*to_resume)
         self._paused = wanted
+
+    def _report_oldest(self, now: float) -> None:
+        """Update the oldest-unfinished age of each partition; name a stuck one's user."""
+        limits = self._limits
+        for tp in self._tracker.partitions():
+            oldest = self._tracker.oldest_unfinished(tp)
+            age = 0.0 if oldest is None else max(0.0, now - oldest.tracked_at)
+            OLDEST_UNFINISHED_AGE.labels(topic=tp.topic, partition=str(tp.partition)).set(age)
+            if oldest is None or age < limits.stuck_after:
+                self._stuck_reported.pop(tp, None)
+                continue
+            last = self._stuck_reported.get(tp)
+            if last is not None and now - last < limits.stuck_report_interval:
+                continue
+            self._stuck_reported[tp] = now
+            # The runbook starts here: the user and offset, then that user's `scim.retry` lines.
+            log.warning(
+                "stream.oldest_unfinished",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=oldest.offset,
+                user_id=oldest.note,
+                age_seconds=round(age, 1),
+                uncommitted=self._tracker.uncommitted(tp),
+                pending=self._tracker.pending(tp),
+                tracked=self._tracker.retained(tp),
+            )
+
+    def _drop_reports(self, partitions: Iterable[TopicPartition]) -> None:
+        """Stop reporting partitions this member no longer owns."""
+        for tp in partitions:
+            self._stuck_reported.pop(tp, None)
+            self._full.discard(tp)
+            with contextlib.suppress(KeyError):
+                OLDEST_UNFINISHED_AGE.remove(tp.topic, str(tp.partition))
 
     async def _handle(self, item: WorkItem) -> None:
         """Produce, publish and account for the result of one record."""
@@ -234,13 +327,57 @@ class StreamConsumer:
             await self._publish(item, result)
 
     async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> SyncResult | None:
-        """Apply the event to CXone; None when a revocation cancelled the work."""
+        """Apply the event to CXone; None when a revocation cancelled the work.
+
+        Whatever escapes the synchronizer is a bug or a fault nothing maps yet: it is retried a
+        few times with backoff, then audited `failed`, `internal_error`, so that one record can
+        never stop its partition's commits. Cancellation is never caught.
+        """
+        key = (item.tp, item.offset, item.epoch)
+        limits = self._limits
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=Exception,
+                attempts=limits.internal_error_attempts,
+                timeout=None,
+                wait_initial=limits.internal_error_wait,
+                wait_max=limits.internal_error_wait * 8,
+                wait_jitter=limits.internal_error_wait,
+            ):
+                with attempt:
+                    attempts += 1
+                    try:
+                        return await self._apply_once(item, event, key)
+                    except Exception as error:
+                        log.warning(
+                            "stream.apply_crashed",
+                            error=type(error).__name__,
+                            attempt=attempts,
+                            of=limits.internal_error_attempts,
+                        )
+                        raise
+        except Exception as error:
+            log.exception("stream.internal_error", error=type(error).__name__, attempts=attempts)
+            return internal_error_result(
+                event,
+                error,
+                source=item.source,
+                mode=self._mode,
+                attempts=attempts,
+                latency_ms=(self._clock() - item.received_at) * 1000.0,
+            )
+        raise AssertionError("unreachable: stamina returns or raises")
+
+    async def _apply_once(
+        self, item: WorkItem, event: RoleChangeEvent, key: tuple[TopicPartition, int, int]
+    ) -> SyncResult | None:
+        """One attempt at the event, cancellable by a revocation without ending the worker."""
         work = asyncio.ensure_future(
             self._sync.apply(
                 event, source=item.source, received_at=item.received_at, mode=self._mode
             )
         )
-        key = (item.tp, item.offset, item.epoch)
         self._applying[key] = work
         try:
             return await work
@@ -343,6 +480,7 @@ class StreamConsumer:
                     work.cancel()
                     cancelled += 1
         await self._commit(only=revoked)
+        self._drop_reports(revoked)
         for tp in revoked:
             self._tracker.forget(tp)
             # Lag then asks the broker, where the partition's next owner commits.
@@ -365,9 +503,15 @@ class StreamConsumer:
             self._on_assignment_change(frozenset(self._kafka.assignment()))
 
     async def _shutdown(self) -> None:
-        """Finish or bound in-flight work, then commit what is finished (bounded too)."""
+        """Finish or bound in-flight work, then commit what is finished (bounded too).
+
+        One budget: running work and the superseded audits still being published share
+        `shutdown_grace`; the final commit gets `final_commit_timeout` on top, whatever is left.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.shutdown_grace
         abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
-        await self._settle_background(self._limits.shutdown_grace)
+        await self._settle_background(max(0.0, deadline - loop.time()))
         for task in set(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -376,6 +520,7 @@ class StreamConsumer:
         except TimeoutError:
             # Uncommitted records are redelivered after restart: duplicates, never losses.
             log.warning("stream.final_commit_timed_out")
+        self._drop_reports(self._tracker.partitions())
         log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
 
 

@@ -9,7 +9,11 @@ for the same user replaces need not be written. An item already running is never
 
 `on_superseded` runs in the concurrency slot of the newest item, before its handler. Both
 callbacks are expected to handle their own errors; one that escapes is logged as an error and the
-item counts as done.
+item counts as done here, so its key moves on. What that means for offsets is the caller's
+decision: the stream consumer turns every error of producing a result into an audited result, and
+never commits past a record whose audit was not published, so a handler that still raises leaves
+its record the oldest unfinished one of its partition (seen in the age gauge, bounded by the
+partition's window) rather than silently committed.
 
 An item is started once its worker takes it off the queue: `inflight` counts running handlers,
 while `drain`, `wait_for` and `close` also wait for items whose `on_superseded` is running.

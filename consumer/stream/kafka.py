@@ -173,6 +173,20 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         return self._token
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; aiokafka's own cancelled background task is not our cancellation.
+
+    A group-less consumer stopped before it was assigned anything re-raises the
+    CancelledError of its internal committed-offset routine, which would hide why it stops.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 def build_producer(
     settings: Settings, *, client_id: str, request_timeout_ms: int = 30_000
 ) -> AIOKafkaProducer:

@@ -15,6 +15,11 @@ Each assignment of a partition gets an epoch, returned by `track`. After `forget
 of that partition's records are ignored; passing the epoch to `finish` keeps them harmless even
 when the partition is assigned again and its records are fetched a second time.
 
+Memory follows the unfinished records, not the traffic: finished records behind an unfinished
+head are dropped in amortized O(1), so one stuck record costs one entry however much is fetched
+after it. The window between the head and the last fetched record is what the consumer bounds
+(`uncommitted`), and `oldest_unfinished` says which record holds it and since when.
+
 Single event loop, no locks: every operation is amortized O(1).
 """
 
@@ -22,33 +27,55 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 P = TypeVar("P", bound=Hashable)
+
+
+class Unfinished(NamedTuple):
+    """A tracked record not yet finished: where, since when, and whose."""
+
+    offset: int
+    tracked_at: float
+    note: str | None
 
 
 class _Partition:
     """The tracked records of one assignment of one partition."""
 
-    __slots__ = ("committed", "epoch", "last_tracked", "order", "prefix_end", "unfinished")
+    __slots__ = ("committed", "epoch", "head_finished", "last_tracked", "order", "unfinished")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-        # Tracked offsets not yet folded into the finished prefix; the head is always unfinished.
+        # Tracked offsets in fetch order, finished ones dropped lazily; the head is unfinished.
         self.order: deque[int] = deque()
-        self.unfinished: set[int] = set()
+        self.unfinished: dict[int, Unfinished] = {}
         self.last_tracked: int | None = None
-        # Highest offset of the finished prefix, None until the first tracked record finishes.
-        self.prefix_end: int | None = None
+        # Whether the first tracked record has finished: until then there is nothing to commit.
+        self.head_finished = False
         self.committed: int | None = None
 
     def position(self) -> int | None:
         """The offset to resume from, or None when no leading record has finished yet."""
-        if self.prefix_end is None:
+        if not self.head_finished:
             return None
+        return self.resume_at()
+
+    def resume_at(self) -> int | None:
+        """The lowest unfinished offset, else the last tracked + 1 (None when nothing tracked)."""
         if self.order:
             return self.order[0]
-        return self.prefix_end + 1
+        return None if self.last_tracked is None else self.last_tracked + 1
+
+    def drop_finished(self) -> None:
+        """Pop finished records off the head; compact when finished ones dominate the rest."""
+        order = self.order
+        while order and order[0] not in self.unfinished:
+            order.popleft()
+            self.head_finished = True
+        if len(order) > 2 * len(self.unfinished) + 16:
+            # Still in fetch order: a filter keeps a sorted deque sorted.
+            self.order = deque(offset for offset in order if offset in self.unfinished)
 
 
 class OffsetTracker(Generic[P]):
@@ -60,8 +87,9 @@ class OffsetTracker(Generic[P]):
         self._epochs: dict[P, int] = {}
         self._pending = 0
 
-    def track(self, tp: P, offset: int) -> int:
-        """Record a fetched record; offsets must increase per partition. Returns its epoch."""
+    def track(self, tp: P, offset: int, *, at: float = 0.0, note: str | None = None) -> int:
+        """Record a fetched record (fetched `at`, about `note`); offsets must increase per
+        partition. Returns its epoch."""
         part = self._partitions.get(tp)
         if part is None:
             epoch = self._epochs.get(tp, 0) + 1
@@ -74,7 +102,7 @@ class OffsetTracker(Generic[P]):
                 f"offset {offset} of {tp!r} is not above the last tracked one ({part.last_tracked})"
             )
         part.order.append(offset)
-        part.unfinished.add(offset)
+        part.unfinished[offset] = Unfinished(offset, at, note)
         part.last_tracked = offset
         self._pending += 1
         return part.epoch
@@ -91,16 +119,10 @@ class OffsetTracker(Generic[P]):
             if issued is not None:
                 return
             raise ValueError(f"partition {tp!r} was never tracked")
-        try:
-            part.unfinished.remove(offset)
-        except KeyError:
-            raise ValueError(
-                f"offset {offset} of {tp!r} was never tracked or is already finished"
-            ) from None
+        if part.unfinished.pop(offset, None) is None:
+            raise ValueError(f"offset {offset} of {tp!r} was never tracked or is already finished")
         self._pending -= 1
-        order = part.order
-        while order and order[0] not in part.unfinished:
-            part.prefix_end = order.popleft()
+        part.drop_finished()
 
     def finished_position(self, tp: P) -> int | None:
         """The commit value of `tp` now (see the module docstring), or None if there is none."""
@@ -127,6 +149,31 @@ class OffsetTracker(Generic[P]):
         """How many tracked records of `tp` are not finished."""
         part = self._partitions.get(tp)
         return 0 if part is None else len(part.unfinished)
+
+    def uncommitted(self, tp: P) -> int:
+        """Offsets from the lowest unfinished record through the last fetched one (0 when none)."""
+        part = self._partitions.get(tp)
+        if part is None or part.last_tracked is None:
+            return 0
+        resume_at = part.resume_at()
+        assert resume_at is not None
+        return part.last_tracked + 1 - resume_at
+
+    def oldest_unfinished(self, tp: P) -> Unfinished | None:
+        """The record holding `tp`'s commit point, or None when every tracked one finished."""
+        part = self._partitions.get(tp)
+        if part is None or not part.order:
+            return None
+        return part.unfinished[part.order[0]]
+
+    def retained(self, tp: P) -> int:
+        """How many offsets of `tp` the tracker holds in memory (bounded by twice the pending)."""
+        part = self._partitions.get(tp)
+        return 0 if part is None else len(part.order) + len(part.unfinished)
+
+    def partitions(self) -> list[P]:
+        """The partitions tracked now."""
+        return list(self._partitions)
 
     def total_pending(self) -> int:
         """How many tracked records of all partitions are not finished."""

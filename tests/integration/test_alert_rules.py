@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "MassRevocationGuardTripped",
     "PublishBlocked",
     "RoleSyncDown",
+    "OldestUnfinishedRecordStuck",
 }
 
 

@@ -2,49 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
+from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
+from consumer.revocations import RevocationGate
+from tests.integration.harness import wait_until
 
 ADMIN_TOKEN = "admin-token-3f9a7c1e5b2d"
 AUTHORIZED = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-class Guard:
-    """A stand-in for the consumer's revocation gate: releases only when tripped."""
-
-    def __init__(self, state: HealthState) -> None:
-        self.state = state
-
-    def release(self) -> bool:
-        if not self.state.guard_tripped:
-            return False
-        self.state.guard_tripped = False
-        return True
+@pytest.fixture
+async def gate() -> RevocationGate:
+    """A real revocation gate that trips on its second revocation in a minute."""
+    return RevocationGate(RevocationGuard(max_revocations=1, window_seconds=60.0))
 
 
 @pytest.fixture
-async def state() -> HealthState:
-    """A fresh health state, as the consumer creates it at start-up."""
-    return HealthState()
+async def state(gate: RevocationGate) -> HealthState:
+    """A fresh health state reading the gate, as the service wires it at start-up."""
+    health = HealthState()
+    health.guard_tripped_probe = lambda: gate.tripped
+    return health
 
 
 @pytest.fixture
-async def server(state: HealthState) -> AsyncIterator[HealthServer]:
-    """A health server on a free port of 127.0.0.1 with a guard release and an admin token."""
+async def server(state: HealthState, gate: RevocationGate) -> AsyncIterator[HealthServer]:
+    """A health server on 127.0.0.1 releasing the real gate, with an admin token."""
     async with HealthServer(
         state,
         host="127.0.0.1",
         port=0,
-        release_guard=Guard(state).release,
+        release_guard=gate.release,
         admin_token=SecretStr(ADMIN_TOKEN),
     ) as running:
         yield running
+
+
+@pytest.fixture
+async def tripped(gate: RevocationGate) -> AsyncIterator[RevocationGate]:
+    """The gate, tripped; the revocation it holds is dropped at the end of the test."""
+    held = await _trip(gate)
+    yield gate
+    held.cancel()
+    await asyncio.gather(held, return_exceptions=True)
+
+
+async def _trip(gate: RevocationGate) -> asyncio.Task[bool]:
+    """Trip the gate with one revocation too many; the returned task waits for the release."""
+    assert await gate.admit() is False
+    held = asyncio.create_task(gate.admit())
+    await wait_until(lambda: gate.tripped, within=5.0, what="the guard to trip")
+    return held
 
 
 @pytest.fixture
@@ -117,36 +135,38 @@ async def test_readyz_says_auth_failed_while_the_credentials_are_refused(
 
 
 async def test_a_tripped_guard_keeps_the_consumer_ready(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, state: HealthState, gate: RevocationGate
 ) -> None:
-    """The guard holds revocations only: /readyz stays 200 and reports the guard."""
+    """The guard holds revocations only: /readyz stays 200 and reports the gate's state."""
     state.joined = True
-    state.guard_tripped = True
+    held = await _trip(gate)
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"ready": True, "guard_tripped": True}
     assert _gauge("cxone_sync_guard_tripped") == 1.0
+    gate.release()
+    assert await held is True
 
 
-async def test_guard_probe_answers_for_the_guard(
-    client: httpx.AsyncClient, state: HealthState
-) -> None:
-    """With a probe set, the guard's own state is what /readyz reports."""
-    state.joined = True
-    state.guard_tripped_probe = lambda: True
-    assert (await client.get("/readyz")).json()["guard_tripped"] is True
+async def test_a_state_without_a_guard_reports_none_tripped() -> None:
+    """A health state no gate was wired to reports the guard as not tripped."""
+    assert HealthState().guard_tripped is False
 
 
 async def test_guard_release_releases_a_tripped_guard_once(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, gate: RevocationGate
 ) -> None:
-    """POST /guard/release answers 200 when it released the guard and 409 when nothing was held."""
-    state.guard_tripped = True
-    response = await client.post("/guard/release", headers=AUTHORIZED)
+    """POST /guard/release releases the gate (200, one log line naming the caller), then 409."""
+    held = await _trip(gate)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        response = await client.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 200
     assert response.json() == {"released": True}
-    assert state.guard_tripped is False
+    assert await held is True
+    assert gate.tripped is False
     assert _gauge("cxone_sync_guard_tripped") == 0.0
+    released = [entry for entry in logs if entry["event"] == "guard.released"]
+    assert [entry["remote"] for entry in released] == ["127.0.0.1"]
     response = await client.post("/guard/release", headers=AUTHORIZED)
     assert response.status_code == 409
     assert response.json() == {"released": False, "reason": "not_tripped"}
@@ -220,10 +240,9 @@ async def test_stop_releases_the_port(state: HealthState) -> None:
 
 
 async def test_guard_release_without_authorization_is_401(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, state: HealthState, tripped: RevocationGate
 ) -> None:
     """A release without an Authorization header is refused with 401 and the guard stays held."""
-    state.guard_tripped = True
     response = await client.post("/guard/release")
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -235,10 +254,9 @@ async def test_guard_release_without_authorization_is_401(
     [f"Basic {ADMIN_TOKEN}", "Bearer", f"Token {ADMIN_TOKEN}", ADMIN_TOKEN],
 )
 async def test_guard_release_without_a_bearer_token_is_401(
-    client: httpx.AsyncClient, state: HealthState, authorization: str
+    client: httpx.AsyncClient, state: HealthState, authorization: str, tripped: RevocationGate
 ) -> None:
     """An Authorization header that carries no bearer token counts as none: 401, nothing done."""
-    state.guard_tripped = True
     response = await client.post("/guard/release", headers={"Authorization": authorization})
     assert response.status_code == 401
     assert state.guard_tripped is True
@@ -248,10 +266,9 @@ async def test_guard_release_without_a_bearer_token_is_401(
     "token", ["wrong-token", ADMIN_TOKEN[:-1], ADMIN_TOKEN + "x", ADMIN_TOKEN.upper(), "é" * 20]
 )
 async def test_guard_release_with_a_wrong_token_is_403(
-    client: httpx.AsyncClient, state: HealthState, token: str
+    client: httpx.AsyncClient, state: HealthState, token: str, tripped: RevocationGate
 ) -> None:
     """A wrong bearer token (shorter, longer, other case, non-ASCII) is refused with 403."""
-    state.guard_tripped = True
     response = await client.post(
         "/guard/release", headers={"Authorization": f"Bearer {token}".encode()}
     )
@@ -261,10 +278,9 @@ async def test_guard_release_with_a_wrong_token_is_403(
 
 
 async def test_bearer_scheme_is_case_insensitive(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, state: HealthState, tripped: RevocationGate
 ) -> None:
     """`bearer` in lower case is the same scheme (RFC 7235): the right token releases."""
-    state.guard_tripped = True
     response = await client.post(
         "/guard/release", headers={"Authorization": f"bearer {ADMIN_TOKEN}"}
     )
@@ -282,10 +298,9 @@ async def test_bearer_scheme_is_case_insensitive(
     ],
 )
 async def test_a_form_content_type_never_acts(
-    client: httpx.AsyncClient, state: HealthState, content_type: str
+    client: httpx.AsyncClient, state: HealthState, content_type: str, tripped: RevocationGate
 ) -> None:
     """What a cross-site HTML form can send is refused (415), even with the right token."""
-    state.guard_tripped = True
     response = await client.post(
         "/guard/release",
         content=b"a=b",
@@ -296,20 +311,20 @@ async def test_a_form_content_type_never_acts(
 
 
 async def test_a_json_body_with_the_token_acts(
-    client: httpx.AsyncClient, state: HealthState
+    client: httpx.AsyncClient, state: HealthState, tripped: RevocationGate
 ) -> None:
     """A non-form content type (JSON, which a form cannot send) with the token may act."""
-    state.guard_tripped = True
     response = await client.post("/guard/release", json={}, headers=AUTHORIZED)
     assert response.status_code == 200
     assert state.guard_tripped is False
 
 
-async def test_without_admin_token_admin_actions_are_404(state: HealthState) -> None:
+async def test_without_admin_token_admin_actions_are_404(
+    state: HealthState, tripped: RevocationGate
+) -> None:
     """With ADMIN_TOKEN unset the release does not exist (404) and says how to release instead."""
-    state.guard_tripped = True
     async with (
-        HealthServer(state, host="127.0.0.1", port=0, release_guard=Guard(state).release) as server,
+        HealthServer(state, host="127.0.0.1", port=0, release_guard=tripped.release) as server,
         httpx.AsyncClient(base_url=server.url) as http,
     ):
         bare = await http.post("/guard/release")
@@ -321,17 +336,16 @@ async def test_without_admin_token_admin_actions_are_404(state: HealthState) -> 
 
 
 async def test_open_endpoints_answer_without_a_token_and_never_show_it(
-    state: HealthState,
+    state: HealthState, tripped: RevocationGate
 ) -> None:
     """/metrics, /healthz and /readyz answer without a token, and never show the admin token."""
     state.joined = True
-    state.guard_tripped = True
     async with (
         HealthServer(
             state,
             host="127.0.0.1",
             port=0,
-            release_guard=Guard(state).release,
+            release_guard=tripped.release,
             admin_token=SecretStr(ADMIN_TOKEN),
         ) as server,
         httpx.AsyncClient(base_url=server.url) as http,

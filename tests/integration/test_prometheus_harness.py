@@ -73,6 +73,7 @@ async def test_every_dashboard_query_returns_a_series_once_each_metric_has_data(
     metrics.SCIM_DURATION.labels(method="PUT").observe(0.04)
     metrics.CONSUMER_LAG.labels(topic="harness-dashboard", partition="0").set(2)
     metrics.INFLIGHT.set(1)
+    metrics.OLDEST_UNFINISHED_AGE.labels(topic="harness-dashboard", partition="0").set(3)
     try:
         queries = panel_queries(json.loads(DASHBOARD.read_text()))
         assert queries
@@ -81,4 +82,5 @@ async def test_every_dashboard_query_returns_a_series_once_each_metric_has_data(
             assert result, query
     finally:
         metrics.CONSUMER_LAG.remove("harness-dashboard", "0")
+        metrics.OLDEST_UNFINISHED_AGE.remove("harness-dashboard", "0")
         metrics.INFLIGHT.set(0)

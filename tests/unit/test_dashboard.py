@@ -35,6 +35,7 @@ CONTRACT_METRICS = {
     "cxone_sync_circuit_open",
     "cxone_sync_guard_tripped",
     "cxone_sync_build_info",
+    "cxone_sync_oldest_unfinished_age_seconds",
 }
 
 REQUIRED_PANELS = {
@@ -48,6 +49,7 @@ REQUIRED_PANELS = {
     "DLQ records/min by reason",
     "Circuit and guard",
     "Time since last success",
+    "Oldest unfinished record age per partition",
 }
 
 

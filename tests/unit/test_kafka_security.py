@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer.errors import ConfigurationError
-from consumer.settings import Settings
+from consumer.settings import Settings, load_settings
 from consumer.stream import kafka
 from consumer.stream.kafka import (
     FileTokenProvider,
@@ -102,12 +102,22 @@ def test_a_wrong_key_password_is_one_line_without_the_password(tmp_path: Path) -
 
 
 def test_a_cafile_that_is_no_certificate_is_named(tmp_path: Path) -> None:
-    """A CA file holding no certificate stops start-up naming KAFKA_SSL_CAFILE."""
+    """A CA file holding no certificate stops start-up at settings time, naming the setting."""
     bogus = tmp_path / "ca.pem"
     bogus.write_text("not a certificate\n")
     with pytest.raises(ConfigurationError) as caught:
-        ssl_context(settings(kafka_security_protocol="SSL", kafka_ssl_cafile=bogus))
-    assert str(caught.value).startswith(f"configuration error: KAFKA_SSL_CAFILE: {bogus} holds")
+        load_settings(
+            cxone_scim_base_url="https://cxone.example.com/scim/v2",
+            cxone_token_url="https://cxone.example.com/auth/token",
+            cxone_client_id="client",
+            cxone_client_secret="client-secret",
+            policy_file=ROOT / "examples" / "policy.yaml",
+            kafka_security_protocol="SSL",
+            kafka_ssl_cafile=bogus,
+        )
+    assert str(caught.value) == (
+        f"configuration error: KAFKA_SSL_CAFILE: {bogus} is not a PEM CA bundle"
+    )
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])

@@ -29,6 +29,7 @@ CONTRACT: dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]] = {
     "cxone_sync_circuit_open": (Gauge, ()),
     "cxone_sync_guard_tripped": (Gauge, ()),
     "cxone_sync_build_info": (Gauge, ("version",)),
+    "cxone_sync_oldest_unfinished_age_seconds": (Gauge, ("topic", "partition")),
 }
 
 

@@ -178,6 +178,32 @@ def test_a_long_run_finished_in_reverse_commits_once_the_head_finishes() -> None
     assert tracker.total_pending() == 0
 
 
+def test_a_stuck_head_holds_the_window_but_not_the_memory() -> None:
+    """With the head unfinished and 100,000 records finished behind it, the window spans them all
+    while the tracker keeps a handful of entries and names the head as the oldest."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p0", 0, at=5.0, note="u-stuck")
+    for offset in range(1, 100_001):
+        tracker.track("p0", offset, at=6.0)
+        tracker.finish("p0", offset)
+    assert tracker.uncommitted("p0") == 100_001
+    assert tracker.retained("p0") <= 20
+    assert tracker.oldest_unfinished("p0") == (0, 5.0, "u-stuck")
+    assert tracker.finished_position("p0") is None
+    tracker.finish("p0", 0)
+    assert tracker.finished_position("p0") == 100_001
+    assert tracker.uncommitted("p0") == 0
+    assert tracker.oldest_unfinished("p0") is None
+
+
+def test_an_untracked_partition_has_no_window() -> None:
+    """A partition never tracked has an empty window and no oldest record."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    assert tracker.uncommitted("p9") == 0
+    assert tracker.oldest_unfinished("p9") is None
+    assert tracker.retained("p9") == 0
+
+
 @st.composite
 def offsets_and_order(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     """Increasing offsets with gaps, and an order in which to finish them."""
@@ -289,6 +315,12 @@ class TrackerMachine(RuleBasedStateMachine):
             else:
                 assert position == offsets[-1] + 1
             assert self.tracker.pending(tp) == len(unfinished)
+            head = min(unfinished) if unfinished else offsets[-1] + 1
+            assert self.tracker.uncommitted(tp) == offsets[-1] + 1 - head
+            oldest = self.tracker.oldest_unfinished(tp)
+            assert (oldest.offset if oldest else None) == (min(unfinished) if unfinished else None)
+            # Memory follows the unfinished records, never the finished ones behind them.
+            assert self.tracker.retained(tp) <= 3 * len(unfinished) + 17
         assert self.tracker.total_pending() == sum(len(u) for u in self.unfinished.values())
 
 

@@ -68,3 +68,14 @@ def test_bad_settings_are_refused() -> None:
         plan.set_latency(-1)
     with pytest.raises(ValueError, match="between 0 and 1"):
         plan.set_probability(1.5)
+
+
+def test_a_stuck_user_gets_503_on_its_own_path_only() -> None:
+    """Requests about a stuck user get 503; other users, the list and cleared users pass."""
+    plan = FaultPlan()
+    plan.stuck_users.add("u-7:x")
+    assert plan.stuck_fault("/scim/v2/Users/u-7%3Ax") is Fault.UNAVAILABLE
+    assert plan.stuck_fault("/scim/v2/Users/u-8") is None
+    assert plan.stuck_fault("/scim/v2/Users") is None
+    plan.clear()
+    assert plan.stuck_fault("/scim/v2/Users/u-7%3Ax") is None

@@ -79,6 +79,7 @@ def test_defaults_are_the_documented_ones(environment: pytest.MonkeyPatch) -> No
     assert settings.webhook_url is None
     assert settings.webhook_secret is None
     assert settings.uses_password_grant is False
+    assert settings.sync_max_uncommitted_per_partition == 10_000
 
 
 def test_environment_names_are_the_contract(environment: pytest.MonkeyPatch) -> None:
@@ -275,6 +276,47 @@ def test_sasl_protocol_needs_a_mechanism(environment: pytest.MonkeyPatch) -> Non
     message = configuration_error()
     assert "KAFKA_SASL_MECHANISM" in message
     assert SASL_PASSWORD not in message
+
+
+def test_oauthbearer_without_a_token_source_is_refused(environment: pytest.MonkeyPatch) -> None:
+    """OAUTHBEARER without a token file is refused at settings time, naming what it needs."""
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    environment.setenv("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+    assert configuration_error() == (
+        "configuration error: KAFKA_SASL_MECHANISM=OAUTHBEARER needs "
+        "KAFKA_SASL_OAUTH_TOKEN_FILE (a file holding the bearer token)"
+    )
+
+
+def test_a_missing_ca_file_is_named_with_its_path(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """KAFKA_SSL_CAFILE naming no file stops start-up naming the setting and the path."""
+    missing = tmp_path / "absent-ca.pem"
+    environment.setenv("KAFKA_SSL_CAFILE", str(missing))
+    assert (
+        configuration_error() == f"configuration error: KAFKA_SSL_CAFILE: no such file: {missing}"
+    )
+
+
+def test_a_ca_file_that_is_not_pem_is_named(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A KAFKA_SSL_CAFILE that holds no certificate is refused naming the setting and path."""
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    environment.setenv("KAFKA_SSL_CAFILE", str(garbage))
+    assert configuration_error() == (
+        f"configuration error: KAFKA_SSL_CAFILE: {garbage} is not a PEM CA bundle"
+    )
+
+
+def test_a_real_ca_bundle_is_accepted(environment: pytest.MonkeyPatch) -> None:
+    """A readable PEM CA bundle is taken as given."""
+    import certifi
+
+    environment.setenv("KAFKA_SSL_CAFILE", certifi.where())
+    assert load_settings().kafka_ssl_cafile == Path(certifi.where())
 
 
 def test_overrides_win_over_the_environment(environment: pytest.MonkeyPatch) -> None:
