@@ -47,6 +47,7 @@ def _configure_logging(settings: Settings) -> None:
         settings.cxone_access_key_secret,
         settings.kafka_sasl_password,
         settings.webhook_secret,
+        settings.approval_hmac_key,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())

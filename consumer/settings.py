@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
 
+    # When set, an approval must carry a valid HMAC-SHA256 signature made with this key.
+    approval_hmac_key: SecretStr | None = None
+
     tansu_bin: str | None = None
 
     @field_validator("cxone_scim_base_url")
@@ -128,7 +131,9 @@ class Settings(BaseSettings):
         AnyHttpUrl(value)
         return require_safe_url(value)
 
-    @field_validator("cxone_client_secret", "cxone_access_key_secret", "kafka_sasl_password")
+    @field_validator(
+        "cxone_client_secret", "cxone_access_key_secret", "kafka_sasl_password", "approval_hmac_key"
+    )
     @classmethod
     def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
