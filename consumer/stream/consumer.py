@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -63,6 +63,8 @@ class WorkItem:
     received_at: float
     event: RoleChangeEvent | None
     invalid: InvalidEvent | None
+    # Older queued events of the same user folded into this one's write, oldest first.
+    earlier: tuple[RoleChangeEvent, ...] = ()
 
     @property
     def source(self) -> SourcePosition:
@@ -123,6 +125,7 @@ class StreamConsumer:
             self._handle,
             self._supersede,
             max_concurrency,
+            fold=_fold,
             on_inflight_change=on_inflight_change,
         )
         self._paused: set[TopicPartition] = set()
@@ -220,7 +223,11 @@ class StreamConsumer:
         """Apply the event to CXone; None when a revocation cancelled the work."""
         work = asyncio.ensure_future(
             self._sync.apply(
-                event, source=item.source, received_at=item.received_at, mode=self._mode
+                event,
+                source=item.source,
+                received_at=item.received_at,
+                mode=self._mode,
+                earlier=item.earlier,
             )
         )
         key = (item.tp, item.offset, item.epoch)
@@ -361,6 +368,14 @@ class StreamConsumer:
             # Uncommitted records are redelivered after restart: duplicates, never losses.
             log.warning("stream.final_commit_timed_out")
         log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
+
+
+def _fold(newest: WorkItem, older: list[WorkItem]) -> WorkItem:
+    """The newest item carrying every older queued event of its user, to be written as one."""
+    earlier = tuple(
+        event for item in older for event in (*item.earlier, item.event) if event is not None
+    )
+    return replace(newest, earlier=(*earlier, *newest.earlier))
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]

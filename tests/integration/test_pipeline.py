@@ -26,7 +26,7 @@ from consumer.sandbox.request_log import RequestRecord
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import TEST_CREDENTIALS, BrokerEndpoint, Topics
-from tests.integration.harness import Pipeline, make_pipeline, running_service
+from tests.integration.harness import Pipeline, make_pipeline, running_service, wait_until
 
 NICE = "urn:ietf:params:scim:schemas:extension:nice:2.0:User"
 WITHIN = 30.0
@@ -506,3 +506,40 @@ class TestOneRunningService:
         [put] = [r for r in user_requests(live.simulator, "u-full") if r.method == "PUT"]
         assert put.json()[NICE] == {"team": "Night Shift", "loginAuthenticator": "SSO-Okta"}
         assert result.payload_sha256 == hashlib.sha256(put.body).hexdigest()
+
+    async def test_queued_deactivation_sticks_when_a_roles_change_follows(
+        self, live: LiveService
+    ) -> None:
+        """e1 in flight, then deactivated and roles.changed [] queued: the user ends inactive."""
+        live.simulator.seed_user(
+            "u-offboard", "offboard@example.com", roles=[("agent_basic", "Standard Agent", True)]
+        )
+        # Slow CXone down so e1 is still in flight when the other two arrive.
+        live.simulator.faults.set_latency(1.5)
+        try:
+            await live.send(
+                (b"u-offboard", role_change("u-offboard", "agent_voice", event_id="f1"))
+            )
+            await wait_until(
+                lambda: any(r.method == "GET" for r in user_requests(live.simulator, "u-offboard")),
+                within=WITHIN,
+                what="e1's read of the user",
+            )
+            await live.send(
+                (b"u-offboard", deactivation("u-offboard", event_id="f2")),
+                (b"u-offboard", role_change("u-offboard", event_id="f3")),
+            )
+            last = await live.result(event_id="f3")
+        finally:
+            live.simulator.faults.set_latency(0.0)
+        superseded = await live.result(event_id="f2")
+        assert (superseded.outcome, superseded.detail) == (Outcome.SUPERSEDED, "superseded_by=f3")
+        assert (await live.result(event_id="f1")).outcome is Outcome.SYNCED
+        assert (last.outcome, last.roles_before, last.roles_after) == (
+            Outcome.SYNCED,
+            ("agent_voice",),
+            (),
+        )
+        user = live.simulator.get_user("u-offboard")
+        assert user["active"] is False
+        assert user.get("roles", []) == []
