@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from consumer.replay import ReplayRange, parse_offsets, replay
 from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
-from tests.integration.harness import ROOT, fast_tuning, make_pipeline
+from tests.integration.harness import ROOT, Pipeline, fast_tuning, make_pipeline
 
 
 def _event(user_id: str, event_id: str, *roles: str) -> tuple[bytes, bytes]:
@@ -97,6 +98,9 @@ async def test_replay_dry_run_prints_the_diff_and_writes_nothing(
     )
     assert _puts(simulator_server) == []
     assert summary.count(Outcome.DRY_RUN) == 2
+    # The counts add up: every valid record has a result, the superseded one included.
+    assert summary.count(Outcome.SUPERSEDED) == 1
+    assert len(summary.results) == summary.records - summary.invalid == 4
     assert "u-1: dry_run +qa_evaluator -agent_basic" in lines
     assert "u-2: dry_run +agent_digital -agent_basic" in lines
 
@@ -165,8 +169,6 @@ async def test_replay_command_dry_run_over_the_cli(
 ) -> None:
     """`cxone-role-sync replay --from-beginning --dry-run` prints the diff and a summary."""
     pipeline = await _seeded_pipeline(topics, simulator_server)
-    import asyncio
-
     completed = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "consumer", "replay", "--from-beginning", "--dry-run"],
@@ -179,5 +181,138 @@ async def test_replay_command_dry_run_over_the_cli(
     )
     assert completed.returncode == 0, completed.stderr
     assert "u-1: dry_run +qa_evaluator -agent_basic" in completed.stdout
-    assert "read 5 records (1 invalid, skipped)" in completed.stdout
+    assert "read 5 records (1 invalid, skipped), 3 users" in completed.stdout
+    assert "  total           4" in completed.stdout
     assert _puts(simulator_server) == []
+    # Not a terminal: progress comes as plain log lines on stderr, never redrawn in place.
+    assert "\r" not in completed.stderr
+
+
+async def _run_cli(pipeline: Pipeline, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run `cxone-role-sync replay ARGUMENTS` against the pipeline's broker and simulator."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "consumer", "replay", *arguments],
+        env={**pipeline.environment, "LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_replay_refuses_a_record_whose_key_is_not_its_user(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """A record keyed for u-2 that changes u-1 is invalid in replay, as in the live path."""
+    simulator_server.simulator.seed_user(
+        "u-1", "u-1@example.com", roles=[("agent_basic", None, True)]
+    )
+    pipeline = await make_pipeline(topics, simulator_server)
+    _, value = _event("u-1", "e-forged", "agent_voice")
+    await produce(pipeline.bootstrap_servers, pipeline.input_topic, [(b"u-2", value)])
+    summary = await replay(
+        pipeline.settings(), ReplayRange(from_beginning=True), dry_run=False, echo=lambda _: None
+    )
+    assert (summary.records, summary.invalid, summary.results) == (1, 1, [])
+    assert _puts(simulator_server) == []
+
+
+async def _revocations(topics: Topics, server: SimulatorServer) -> Pipeline:
+    """Three users who each lose every role: three revocations."""
+    for user in ("u-1", "u-2", "u-3"):
+        server.simulator.seed_user(user, f"{user}@example.com", roles=[("agent_basic", None, True)])
+    pipeline = await make_pipeline(topics, server)
+    await produce(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        [_event(user, f"r-{user}") for user in ("u-1", "u-2", "u-3")],
+    )
+    return pipeline
+
+
+async def test_a_tripped_guard_stops_the_replay_with_exit_code_3(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With --max-revocations 1, one of three revocations is written and the replay exits 3."""
+    pipeline = await _revocations(topics, simulator_server)
+    completed = await _run_cli(pipeline, "--from-beginning", "--max-revocations", "1")
+    assert completed.returncode == 3, completed.stdout + completed.stderr
+    [message] = [line for line in completed.stdout.splitlines() if "guard held" in line]
+    assert "held 2 revocation(s) after 1 in this run" in message
+    assert "--max-revocations N" in message
+    assert "Check the IdP" in message
+    assert len(_puts(simulator_server)) == 1
+
+
+async def test_a_higher_max_revocations_lets_the_replay_finish(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With --max-revocations 3 the same replay writes all three and exits 0."""
+    pipeline = await _revocations(topics, simulator_server)
+    completed = await _run_cli(pipeline, "--from-beginning", "--max-revocations", "3")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert sorted(_puts(simulator_server)) == [f"/scim/v2/Users/u-{n}" for n in (1, 2, 3)]
+
+
+async def test_max_writes_refuses_to_write_more_than_the_dry_count_allows(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """--max-writes 1 with two users to write writes nothing and exits 4; 2 writes both."""
+    pipeline = await _seeded_pipeline(topics, simulator_server)
+    refused = await _run_cli(pipeline, "--from-beginning", "--max-writes", "1")
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "it would write 2 users, more than --max-writes 1" in refused.stdout
+    assert _puts(simulator_server) == []
+    allowed = await _run_cli(pipeline, "--from-beginning", "--max-writes", "2")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert sorted(_puts(simulator_server)) == ["/scim/v2/Users/u-1", "/scim/v2/Users/u-2"]
+
+
+async def test_a_failed_user_makes_the_replay_exit_non_zero(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """An event for a user CXone does not have fails, and the replay exits 1."""
+    pipeline = await make_pipeline(topics, simulator_server)
+    await produce(
+        pipeline.bootstrap_servers, pipeline.input_topic, [_event("u-ghost", "g1", "agent_basic")]
+    )
+    completed = await _run_cli(pipeline, "--from-beginning")
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "u-ghost: failed (user_not_found)" in completed.stdout
+
+
+async def test_replay_ends_at_the_offsets_it_started_with_under_steady_traffic(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """While another producer keeps writing, replay still ends and applies only the range."""
+    pipeline = await _seeded_pipeline(topics, simulator_server)
+    stop = asyncio.Event()
+
+    async def traffic() -> int:
+        sent = 0
+        while not stop.is_set():
+            batch = [_event("u-traffic", f"t-{sent + i}", "agent_basic") for i in range(5)]
+            await produce(pipeline.bootstrap_servers, pipeline.input_topic, batch)
+            sent += len(batch)
+        return sent
+
+    producing = asyncio.create_task(traffic())
+    try:
+        summary = await asyncio.wait_for(
+            replay(
+                pipeline.settings(),
+                ReplayRange(from_beginning=True),
+                dry_run=True,
+                echo=lambda _: None,
+            ),
+            timeout=60,
+        )
+        still_producing = not producing.done()
+    finally:
+        stop.set()
+        sent = await producing
+    assert still_producing
+    assert summary.records < 5 + sent
+    assert {"u-1", "u-2", "u-3"} <= {r.user_id for r in summary.results}
