@@ -1,11 +1,10 @@
 """Replay: re-apply a range of the input topic to bring CXone back in line with the IdP.
 
 Replay reads outside the consumer group (it commits nothing and disturbs no live consumer), up
-to the end offsets it captured when it started, and stops there. Records are validated exactly
-as the live path validates them. Per user, the events of the range are folded into one write,
-judged event by event as the live path does, and every older event is audited as superseded.
-A user with an event beyond the range is left to the live consumer: replaying their older state
-could put it back after the newer one was written.
+to the end offsets it captured when it started, and stops there (see `replay_range`). Per user,
+the events of the range are folded into one write, judged event by event as the live path does,
+and every older event is audited as superseded. A user with an event beyond the range is left to
+the live consumer: replaying their older state could put it back after the newer one was written.
 
 The mass-revocation guard counts the revocations of the whole run; once it trips the replay
 stops starting users and ends with exit code 3. `--dry-run` writes and publishes nothing and
@@ -20,30 +19,34 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import IntEnum
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from consumer.catalog import Policy, load_policy
-from consumer.errors import ConfigurationError
-from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
+from consumer.events import Mode, Outcome, SyncResult
 from consumer.observability.http import HealthState
 from consumer.progress import ReplayProgress
+from consumer.replay_range import Entry, ReplayRange, ReplayRead, parse_offsets, read_range
 from consumer.scim.client import ScimClient
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
-from consumer.stream.consumer import read_record
-from consumer.stream.kafka import build_producer, connection_options, partitions_of
+from consumer.stream.kafka import build_producer
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer, superseded_result
 
-log = structlog.get_logger(__name__)
+__all__ = [
+    "ExitCode",
+    "ReplayRange",
+    "ReplaySummary",
+    "describe",
+    "parse_offsets",
+    "read_range",
+    "replay",
+    "summary_lines",
+]
 
-# A fetch that returns nothing this many times in a row, short of the captured end, ends the
-# partition anyway: the end offset may count records no fetch returns (transaction markers).
-_EMPTY_FETCHES_AT_END = 10
+log = structlog.get_logger(__name__)
 
 
 class ExitCode(IntEnum):
@@ -53,51 +56,6 @@ class ExitCode(IntEnum):
     FAILED = 1
     GUARD_TRIPPED = 3
     TOO_MANY_WRITES = 4
-
-
-@dataclass(frozen=True)
-class ReplayRange:
-    """Where to start reading: the beginning, a time, or explicit offsets per partition."""
-
-    from_beginning: bool = False
-    since: datetime | None = None
-    offsets: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        chosen = sum([self.from_beginning, self.since is not None, bool(self.offsets)])
-        if chosen != 1:
-            raise ConfigurationError(
-                "replay needs exactly one of --from-beginning, --since or --offsets"
-            )
-
-
-def parse_offsets(text: str) -> dict[int, int]:
-    """Parse `P:O,P:O` into {partition: offset}, or raise ConfigurationError saying why."""
-    offsets: dict[int, int] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        partition, sep, offset = item.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
-            raise ConfigurationError(f"--offsets: {item!r} is not PARTITION:OFFSET")
-        if int(partition) in offsets:
-            raise ConfigurationError(f"--offsets: partition {partition} is given twice")
-        offsets[int(partition)] = int(offset)
-    if not offsets:
-        raise ConfigurationError("--offsets: no PARTITION:OFFSET given")
-    return offsets
-
-
-Entry = tuple[RoleChangeEvent, SourcePosition]
-
-
-@dataclass
-class ReplayRead:
-    """What reading the range found: each user's events, oldest first, and the counts."""
-
-    users: dict[str, list[Entry]] = field(default_factory=dict)
-    # The first event of a user beyond the range: that user is left to the live consumer.
-    newer: dict[str, RoleChangeEvent] = field(default_factory=dict)
-    records: int = 0
-    invalid: int = 0
 
 
 @dataclass
@@ -154,130 +112,12 @@ class _RunGate:
         if self.limit is None:
             return False
         if self.tripped or self.admitted >= self.limit:
+            if not self.tripped:
+                log.warning("replay.guard_tripped", max_revocations=self.limit)
             self.held += 1
             raise RevocationsHeld
         self.admitted += 1
         return False
-
-
-async def read_range(
-    settings: Settings, selection: ReplayRange, progress: ReplayProgress | None = None
-) -> ReplayRead:
-    """Read the chosen range up to the end offsets captured now; note users with later events."""
-    progress = progress or ReplayProgress(interactive=False)
-    kafka = AIOKafkaConsumer(
-        **connection_options(settings), group_id=None, enable_auto_commit=False
-    )
-    await kafka.start()
-    found = ReplayRead()
-    try:
-        partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
-        # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
-        # so records older than --since are also skipped here.
-        since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
-        ends = await kafka.end_offsets(partitions) if partitions else {}
-        starts = {tp: await kafka.position(tp) for tp in partitions}
-        progress.records_expected = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
-
-        def in_range(record_timestamp: int, entry: Entry | None) -> None:
-            if record_timestamp < since_ms:
-                return
-            found.records += 1
-            progress.read()
-            if entry is None:
-                found.invalid += 1
-                return
-            event, _ = entry
-            found.users.setdefault(event.user_id, []).append(entry)
-
-        def beyond(record_timestamp: int, entry: Entry | None) -> None:
-            if entry is not None:
-                found.newer.setdefault(entry[0].user_id, entry[0])
-
-        await _read_to_end(kafka, partitions, ends, on_record=in_range, on_beyond=beyond)
-        # The rest of each partition, up to its end now: which users the live consumer has
-        # newer events for. Bounded: traffic arriving from here on is not read.
-        tail = await kafka.end_offsets(partitions) if partitions else {}
-        await _read_to_end(kafka, partitions, tail, on_record=beyond, on_beyond=beyond)
-    finally:
-        await kafka.stop()
-    return found
-
-
-async def _read_to_end(
-    kafka: AIOKafkaConsumer,
-    partitions: Sequence[TopicPartition],
-    ends: dict[TopicPartition, int],
-    *,
-    on_record: Callable[[int, Entry | None], None],
-    on_beyond: Callable[[int, Entry | None], None],
-) -> None:
-    """Hand every record below `ends` to `on_record`; stop each partition at its end.
-
-    Tansu 0.6 reports an end offset that counts a multi-record batch as one record (see
-    observability/lag.py), so records past the reported end that were written before the read
-    started still belong to the range; the first record written after it ends the partition.
-    """
-    started_ms = int(time.time() * 1000)
-    active = set(partitions)
-    empty = 0
-    while active:
-        batch = await kafka.getmany(*active, timeout_ms=500, max_records=1000)
-        for tp, fetched in batch.items():
-            for record in fetched:
-                entry = _entry(record)
-                if record.offset >= ends.get(tp, 0) and record.timestamp > started_ms:
-                    on_beyond(record.timestamp, entry)
-                    # Read again from here by the next pass over the partition.
-                    kafka.seek(tp, record.offset)
-                    active.discard(tp)
-                    break
-                on_record(record.timestamp, entry)
-        if batch:
-            empty = 0
-            continue
-        empty += 1
-        for tp in list(active):
-            if await kafka.position(tp) >= ends.get(tp, 0) or empty >= _EMPTY_FETCHES_AT_END:
-                active.discard(tp)
-
-
-def _entry(record: ConsumerRecord[bytes, bytes]) -> Entry | None:
-    """The valid event of a record with where it was read, or None for an invalid record."""
-    # The live path's own validation, the record key check included.
-    item = read_record(record, epoch=0, now=time.monotonic())
-    if item.event is None:
-        return None
-    return item.event, item.source
-
-
-async def _start_positions(
-    kafka: AIOKafkaConsumer, topic: str, selection: ReplayRange
-) -> list[TopicPartition]:
-    available = await partitions_of(kafka, topic)
-    if selection.offsets:
-        unknown = sorted(set(selection.offsets) - set(available))
-        if unknown:
-            raise ConfigurationError(f"--offsets: topic {topic} has no partition {unknown[0]}")
-        chosen = [TopicPartition(topic, p) for p in sorted(selection.offsets)]
-        kafka.assign(chosen)
-        for tp in chosen:
-            kafka.seek(tp, selection.offsets[tp.partition])
-        return chosen
-    chosen = [TopicPartition(topic, p) for p in available]
-    if selection.from_beginning:
-        kafka.assign(chosen)
-        await kafka.seek_to_beginning(*chosen)
-        return chosen
-    assert selection.since is not None
-    timestamp = int(selection.since.timestamp() * 1000)
-    found = await kafka.offsets_for_times(dict.fromkeys(chosen, timestamp))
-    # A partition with nothing at or after the time has nothing to replay.
-    starting = {tp: at.offset for tp, at in found.items() if at is not None}
-    kafka.assign(list(starting))
-    for tp, offset in starting.items():
-        kafka.seek(tp, offset)
-    return list(starting)
 
 
 async def replay(
