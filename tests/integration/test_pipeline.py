@@ -377,6 +377,7 @@ class TestOneRunningService:
         assert result.reason == "user_not_found"
         assert result.http_status == 404
         assert result.escalation is False
+        assert result.roles_before == ()
         assert methods(user_requests(live.simulator, "u-ghost")) == [("GET", 404)]
 
     async def test_deactivation_sets_inactive_and_removes_roles(self, live: LiveService) -> None:
@@ -543,3 +544,29 @@ class TestOneRunningService:
         user = live.simulator.get_user("u-offboard")
         assert user["active"] is False
         assert user.get("roles", []) == []
+
+    async def test_a_refused_change_still_removes_what_it_removes(self, live: LiveService) -> None:
+        """A refused [billing_admin, billing_auditor] still drops agent_basic; the audit says so."""
+        live.simulator.seed_user(
+            "u-sod",
+            "sod@example.com",
+            roles=[("agent_basic", "Standard Agent", True), ("reporting_viewer", None, False)],
+        )
+        event = json.loads(role_change("u-sod", "billing_admin", "billing_auditor", event_id="s1"))
+        event["data"]["approval"] = {"ticket": "CHG-9", "approved_by": "secops"}
+        await live.send((b"u-sod", json.dumps(event).encode()))
+        result = await live.result(event_id="s1")
+        assert (result.outcome, result.reason, result.escalation) == (
+            Outcome.REJECTED,
+            "sod_conflict",
+            False,
+        )
+        assert result.roles_before == ("agent_basic", "reporting_viewer")
+        assert result.roles_after == ("reporting_viewer",)
+        [put] = [r for r in user_requests(live.simulator, "u-sod") if r.method == "PUT"]
+        assert result.payload_sha256 == hashlib.sha256(put.body).hexdigest()
+        assert result.http_status == 200
+        assert result.detail is not None
+        assert result.detail.endswith("removals still applied: agent_basic")
+        roles = live.simulator.get_user("u-sod")["roles"]
+        assert [(role["value"], role["primary"]) for role in roles] == [("reporting_viewer", True)]

@@ -12,6 +12,7 @@ import pytest
 
 from consumer.errors import ConfigurationError
 from consumer.events import Mode, Outcome
+from consumer.policy import approval_signature
 from consumer.replay import ReplayRange, parse_offsets, replay
 from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.server import SimulatorServer
@@ -316,3 +317,54 @@ async def test_replay_ends_at_the_offsets_it_started_with_under_steady_traffic(
     assert still_producing
     assert summary.records < 5 + sent
     assert {"u-1", "u-2", "u-3"} <= {r.user_id for r in summary.results}
+
+
+async def test_signed_approvals_are_checked_with_the_configured_key(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With APPROVAL_HMAC_KEY, a valid signature approves; a wrong or expired one is refused."""
+    key = "replay-approval-key"
+    for user in ("u-1", "u-2", "u-3"):
+        simulator_server.simulator.seed_user(
+            user, f"{user}@example.com", roles=[("agent_basic", None, True)]
+        )
+    pipeline = await make_pipeline(topics, simulator_server)
+
+    def approved(user: str, signature: str, **extra: str) -> tuple[bytes, bytes]:
+        record_key, value = _event(user, f"a-{user}", "agent_basic", "admin_support")
+        document = json.loads(value)
+        document["data"]["approval"] = {
+            "ticket": "CHG-7",
+            "approved_by": "secops",
+            "signature": signature,
+            **extra,
+        }
+        return record_key, json.dumps(document).encode()
+
+    good = approval_signature(key.encode(), "u-1", ["admin_support"], "CHG-7")
+    await produce(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        [
+            approved("u-1", good),
+            approved("u-2", good),  # signed for u-1, not for u-2
+            approved(
+                "u-3",
+                approval_signature(key.encode(), "u-3", ["admin_support"], "CHG-7"),
+                expires_at="2020-01-01T00:00:00Z",
+            ),
+        ],
+    )
+    summary = await replay(
+        pipeline.settings(approval_hmac_key=key),
+        ReplayRange(from_beginning=True),
+        dry_run=False,
+        echo=lambda _: None,
+    )
+    outcomes = {r.user_id: (r.outcome, r.reason, r.escalation) for r in summary.results}
+    assert outcomes == {
+        "u-1": (Outcome.SYNCED, None, False),
+        "u-2": (Outcome.REJECTED, "approval_invalid", True),
+        "u-3": (Outcome.REJECTED, "approval_expired", True),
+    }
+    assert _puts(simulator_server) == ["/scim/v2/Users/u-1"]
