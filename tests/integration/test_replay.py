@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from consumer.errors import ConfigurationError
 from consumer.events import Mode, Outcome
 from consumer.policy import approval_signature
+from consumer.progress import ReplayProgress
 from consumer.replay import ReplayRange, parse_offsets, replay
 from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.server import SimulatorServer
@@ -368,3 +370,46 @@ async def test_signed_approvals_are_checked_with_the_configured_key(
         "u-3": (Outcome.REJECTED, "approval_expired", True),
     }
     assert _puts(simulator_server) == ["/scim/v2/Users/u-1"]
+
+
+class _ProducesDuringRead(ReplayProgress):
+    """Progress that, at the first record read, writes a newer event for u-1 to the topic."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__(interactive=False)
+        self._pipeline = pipeline
+        self._done = False
+
+    def read(self, count: int = 1) -> None:
+        super().read(count)
+        if self._done:
+            return
+        self._done = True
+        late = _event("u-1", "e-late", "agent_digital")
+        # Its own thread and event loop: the record is on the topic before the read goes on.
+        writer = threading.Thread(
+            target=asyncio.run,
+            args=(produce(self._pipeline.bootstrap_servers, self._pipeline.input_topic, [late]),),
+        )
+        writer.start()
+        writer.join(timeout=60)
+
+
+async def test_a_user_with_an_event_past_the_range_is_left_to_the_live_consumer(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """u-1 gets an event while replay reads: replay writes nothing to u-1, audits it superseded."""
+    pipeline = await _seeded_pipeline(topics, simulator_server)
+    summary = await replay(
+        pipeline.settings(),
+        ReplayRange(from_beginning=True),
+        dry_run=False,
+        echo=lambda _: None,
+        progress=_ProducesDuringRead(pipeline),
+    )
+    assert summary.records == 5
+    by_event = {r.event_id: r for r in summary.results}
+    assert {by_event[e].outcome for e in ("e1", "e3")} == {Outcome.SUPERSEDED}
+    assert {by_event[e].detail for e in ("e1", "e3")} == {"superseded_by=e-late"}
+    assert "e-late" not in by_event
+    assert _puts(simulator_server) == ["/scim/v2/Users/u-2"]

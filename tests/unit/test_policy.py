@@ -753,3 +753,18 @@ def test_every_removal_of_an_event_is_applied(
     granted = policy.catalog.effective_roles(wanted) | set(wanted)
     assert set(decision.role_ids) <= granted
     assert decision.removed == current - set(decision.role_ids)
+
+
+@given(policies(), role_lists(), holdings, st.none() | st.text(max_size=70))
+def test_with_a_key_no_privilege_is_added_on_an_unsigned_or_forged_approval(
+    policy: Policy,
+    roles: tuple[RoleAssignment, ...],
+    current: frozenset[str],
+    signature: str | None,
+) -> None:
+    """With APPROVAL_HMAC_KEY, an approval that is not signed with it never adds a privilege."""
+    approval = Approval(ticket="CHG-1", approved_by="secops", signature=signature or None)
+    decision = decide(change(*roles, approval=approval), current, policy, approval_key=KEY)
+    catalog = policy.catalog
+    gained = catalog.effective_roles(decision.role_ids) - catalog.effective_roles(current)
+    assert not any(catalog.is_privileged(role_id) for role_id in gained)
