@@ -28,7 +28,7 @@ from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
 from tests.integration.harness import ServiceProcess, logged, make_pipeline
 
-WORKLOAD_POLICY = Path(__file__).with_name("workload-policy.yaml")
+WORKLOAD_POLICY = Path(__file__).parents[2] / "bench" / "workload-policy.yaml"
 """The example catalog without the mass-revocation guard, which would count the workload's swaps."""
 
 ROLES = (
