@@ -9,7 +9,7 @@ only: which users already have a newer event, which the live consumer will write
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +87,8 @@ async def read_range(
         # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
         # so records older than --since are also skipped here.
         since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
+        # Taken before the ends: a record written before this instant was there when they were.
+        read_from_ms = _now_ms()
         ends = await kafka.end_offsets(partitions) if partitions else {}
         starts = {tp: await kafka.position(tp) for tp in partitions}
         progress.records_expected = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
@@ -106,11 +108,12 @@ async def read_range(
             if entry is not None:
                 found.newer.setdefault(entry[0].user_id, entry[0])
 
-        await _read_to_end(kafka, partitions, ends, on_record=in_range, on_beyond=beyond)
+        await _read_to_end(kafka, ends, read_from_ms, on_record=in_range, on_beyond=beyond)
         # The rest of each partition, up to its end now: which users the live consumer has
         # newer events for. Bounded: traffic arriving from here on is not read.
+        tail_from_ms = _now_ms()
         tail = await kafka.end_offsets(partitions) if partitions else {}
-        await _read_to_end(kafka, partitions, tail, on_record=beyond, on_beyond=beyond)
+        await _read_to_end(kafka, tail, tail_from_ms, on_record=beyond, on_beyond=beyond)
     finally:
         await kafka.stop()
     return found
@@ -118,8 +121,8 @@ async def read_range(
 
 async def _read_to_end(
     kafka: AIOKafkaConsumer,
-    partitions: Sequence[TopicPartition],
     ends: dict[TopicPartition, int],
+    ends_taken_ms: int,
     *,
     on_record: Callable[[int, Entry | None], None],
     on_beyond: Callable[[int, Entry | None], None],
@@ -127,18 +130,17 @@ async def _read_to_end(
     """Hand every record below `ends` to `on_record`; stop each partition at its end.
 
     Tansu 0.6 reports an end offset that counts a multi-record batch as one record (see
-    observability/lag.py), so records past the reported end that were written before the read
-    started still belong to the range; the first record written after it ends the partition.
+    observability/lag.py), so a record past the reported end that was written before the ends
+    were taken still belongs to the range; the first one written after that ends the partition.
     """
-    started_ms = int(time.time() * 1000)
-    active = set(partitions)
+    active = set(ends)
     empty = 0
     while active:
         batch = await kafka.getmany(*active, timeout_ms=500, max_records=1000)
         for tp, fetched in batch.items():
             for record in fetched:
                 entry = _entry(record)
-                if record.offset >= ends.get(tp, 0) and record.timestamp > started_ms:
+                if record.offset >= ends.get(tp, 0) and record.timestamp > ends_taken_ms:
                     on_beyond(record.timestamp, entry)
                     # Read again from here by the next pass over the partition.
                     kafka.seek(tp, record.offset)
@@ -152,6 +154,10 @@ async def _read_to_end(
         for tp in list(active):
             if await kafka.position(tp) >= ends.get(tp, 0) or empty >= _EMPTY_FETCHES_AT_END:
                 active.discard(tp)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _entry(record: ConsumerRecord[bytes, bytes]) -> Entry | None:
