@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
+# The example catalog without the guard: the workload's role swaps all take some access away.
+EXAMPLE_POLICY = ROOT / "bench" / "workload-policy.yaml"
 
 
 def free_port() -> int:

@@ -28,7 +28,8 @@ from consumer.service import Tuning, open_cxone
 from consumer.settings import HttpTransport, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
+# The example catalog without the guard: the workload's role swaps all take some access away.
+EXAMPLE_POLICY = ROOT / "bench" / "workload-policy.yaml"
 
 
 @dataclass(frozen=True)

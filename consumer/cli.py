@@ -126,8 +126,24 @@ def replay(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the diff only; write and publish nothing.")
     ] = False,
+    max_revocations: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Revocations this run may apply before the guard stops it"
+            " (default: the policy's max_revocations).",
+        ),
+    ] = None,
+    max_writes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Write nothing if a dry pass counts more than this many users to write.",
+        ),
+    ] = None,
 ) -> None:
     """Re-apply a range of the input topic to resync CXone."""
+    from consumer.progress import ReplayProgress
     from consumer.replay import ReplayRange, parse_offsets, summary_lines
     from consumer.replay import replay as run_replay
 
@@ -139,7 +155,17 @@ def replay(
             since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
             offsets=parse_offsets(offsets) if offsets else {},
         )
-        summary = asyncio.run(run_replay(settings, selection, dry_run=dry_run, echo=typer.echo))
+        summary = asyncio.run(
+            run_replay(
+                settings,
+                selection,
+                dry_run=dry_run,
+                echo=typer.echo,
+                max_revocations=max_revocations,
+                max_writes=max_writes,
+                progress=ReplayProgress(),
+            )
+        )
     except ConfigurationError as error:
         raise _fail(str(error)) from None
     except KafkaError as error:
@@ -149,6 +175,7 @@ def replay(
         ) from None
     for line in summary_lines(summary):
         typer.echo(line)
+    raise typer.Exit(code=int(summary.exit_code))
 
 
 @app.command()

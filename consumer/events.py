@@ -9,7 +9,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from consumer.errors import InvalidEvent
@@ -47,6 +55,7 @@ class EventType(StrEnum):
 
     ROLES_CHANGED = "idp.user.roles.changed"
     DEACTIVATED = "idp.user.deactivated"
+    REACTIVATED = "idp.user.reactivated"
 
 
 class _Strict(BaseModel):
@@ -69,6 +78,33 @@ class Approval(_Strict):
 
     ticket: Annotated[str, Field(min_length=1, max_length=128)]
     approved_by: Annotated[str, Field(min_length=1, max_length=128)]
+    signature: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                # Any string is accepted here: a wrong signature is an escalation, not bad input.
+                max_length=128,
+                description=(
+                    "Required when the service has APPROVAL_HMAC_KEY: lowercase hex HMAC-SHA256,"
+                    " keyed with the UTF-8 bytes of the key, over the UTF-8 bytes of"
+                    ' user_id + "\\n" + ",".join(sorted(privileged role ids the change adds,'
+                    ' including those it adds by inheritance)) + "\\n" + ticket.'
+                    " Example: key 'example-approval-key', user_id 'u-1001', adding admin_support,"
+                    " ticket 'CHG-1234' signs 'u-1001\\nadmin_support\\nCHG-1234' as"
+                    " 01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43."
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    expires_at: (
+        Annotated[
+            AwareDatetime,
+            Field(description="RFC 3339; once it has passed the approval no longer approves."),
+        ]
+        | None
+    ) = None
 
 
 class RoleChangeData(_Strict):
@@ -121,8 +157,8 @@ class RoleChangeEvent(_Strict):
     def _consistent(self) -> RoleChangeEvent:
         if self.subject is not None and self.subject != self.data.user_id:
             raise ValueError("subject must equal data.user_id")
-        if self.type is EventType.ROLES_CHANGED and self.data.roles is None:
-            raise ValueError("data.roles is required for idp.user.roles.changed")
+        if self.type is not EventType.DEACTIVATED and self.data.roles is None:
+            raise ValueError(f"data.roles is required for {self.type.value}")
         return self
 
     @property
@@ -134,6 +170,15 @@ class RoleChangeEvent(_Strict):
     def is_deactivation(self) -> bool:
         """Whether the event deactivates the user."""
         return self.type is EventType.DEACTIVATED
+
+    @property
+    def active(self) -> bool | None:
+        """The `active` the event asks for; None keeps what CXone holds."""
+        if self.type is EventType.DEACTIVATED:
+            return False
+        if self.type is EventType.REACTIVATED:
+            return True
+        return None
 
     @property
     def desired_roles(self) -> tuple[RoleAssignment, ...]:

@@ -1,19 +1,34 @@
 """The least-privilege policy: (policy, event, the user's current roles) -> a frozen `Decision`.
 
-Pure: no I/O, no logging, no clock. The caller counts escalation rejections in the metrics and
-turns a refused decision into an audit result.
+Pure: no I/O, no logging, no clock (the caller passes `now`). The policy judges effective access,
+a user's roles plus everything they inherit: only roles being added can be escalations, and a
+refused change still loses the roles it removes. The caller counts escalation rejections in the
+metrics and turns a refused decision into an audit result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+import hashlib
+import hmac
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from consumer.catalog import Policy, find_cycle
+from consumer.catalog import Policy, RoleCatalog, find_cycle
 from consumer.events import Approval, RoleAssignment, RoleChangeEvent
+from consumer.scim.mapping import DesiredRole
 
-__all__ = ["Decision", "DesiredRole", "Policy", "Reason", "Violation", "evaluate"]
+__all__ = [
+    "Decision",
+    "DesiredRole",
+    "Policy",
+    "Reason",
+    "Violation",
+    "approval_signature",
+    "effective_access",
+    "evaluate",
+]
 
 
 class Reason(StrEnum):
@@ -21,6 +36,8 @@ class Reason(StrEnum):
 
     UNKNOWN_ROLE = "unknown_role"
     APPROVAL_REQUIRED = "approval_required"
+    APPROVAL_INVALID = "approval_invalid"
+    APPROVAL_EXPIRED = "approval_expired"
     TOO_MANY_ROLES = "too_many_roles"
     HIERARCHY_TOO_DEEP = "hierarchy_too_deep"
     INHERITANCE_CYCLE = "inheritance_cycle"
@@ -30,9 +47,17 @@ class Reason(StrEnum):
     @property
     def escalation(self) -> bool:
         """Whether this reason marks an attempt to gain access the catalog does not grant."""
-        return self in (Reason.UNKNOWN_ROLE, Reason.APPROVAL_REQUIRED)
+        return self in _ESCALATIONS
 
 
+_ESCALATIONS = frozenset(
+    {
+        Reason.UNKNOWN_ROLE,
+        Reason.APPROVAL_REQUIRED,
+        Reason.APPROVAL_INVALID,
+        Reason.APPROVAL_EXPIRED,
+    }
+)
 _RANK = {reason: rank for rank, reason in enumerate(Reason)}
 
 
@@ -54,30 +79,37 @@ class Violation:
 
 
 @dataclass(frozen=True, slots=True)
-class DesiredRole:
-    """One role to write to CXone; the name comes from the catalog, not from the event."""
-
-    role_id: str
-    # None only for a role the catalog does not know that a revocation lets the user keep.
-    display_name: str | None
-    primary: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Decision:
     """What the policy decided about one event, and exactly which roles to write."""
 
     allowed: bool
-    # In write order, exactly one primary when any; empty when refused (nothing to write).
+    # In write order, exactly one primary when any. Allowed: the desired roles. Refused: the
+    # held roles that survive the event's removals; nothing refused is ever among them.
     roles: tuple[DesiredRole, ...] = ()
+    # The `active` to write; None keeps what CXone holds (a roles change, or anything refused).
+    active: bool | None = None
     # Every broken rule of a refused change, escalations first.
     failures: tuple[Violation, ...] = ()
-    # Rules still broken after an allowed change that adds no role, kept for the audit detail.
+    # Rules still broken after an allowed change that adds no access, kept for the audit detail.
     remaining_violations: tuple[Violation, ...] = ()
+    # The role ids the write adds and removes (a refused change adds none).
     added: frozenset[str] = frozenset()
     removed: frozenset[str] = frozenset()
-    # Takes access away and adds none: a deactivation, or a change that only removes roles.
-    is_revocation: bool = False
+    # Takes effective access away (roles plus what they inherit, or `active`): the guard counts
+    # it, whatever else the change does.
+    removes_access: bool = False
+    # Gives effective access the user did not have.
+    adds_access: bool = False
+
+    @property
+    def is_revocation(self) -> bool:
+        """Whether the change takes access away and adds none (a deactivation, a removal)."""
+        return self.removes_access and not self.adds_access
+
+    @property
+    def writes(self) -> bool:
+        """Whether to write: an allowed change, or the removals of a refused one."""
+        return self.allowed or bool(self.removed)
 
     @property
     def reason(self) -> str | None:
@@ -93,56 +125,133 @@ class Decision:
     def detail(self) -> str | None:
         """Every failure, or every rule an allowed removal leaves broken, as one audit line."""
         if self.failures:
-            return "; ".join(str(failure) for failure in self.failures)
+            refused = "; ".join(str(failure) for failure in self.failures)
+            if self.removed:
+                return f"{refused}; removals still applied: {_listed(self.removed)}"
+            return refused
         if self.remaining_violations:
             still = "; ".join(str(violation) for violation in self.remaining_violations)
-            return f"allowed because it adds no role; still broken: {still}"
+            return f"allowed because it adds no access; still broken: {still}"
         return None
 
     @property
     def role_ids(self) -> tuple[str, ...]:
         """The ids of the roles to write, in order."""
-        return tuple(role.role_id for role in self.roles)
+        return tuple(role.value for role in self.roles)
 
 
 @dataclass(frozen=True, slots=True)
 class _Change:
+    user_id: str
     desired: tuple[RoleAssignment, ...]
     wanted: frozenset[str]
     current: frozenset[str]
+    # Effective access the change would give that the user does not have.
+    gained: frozenset[str]
     approval: Approval | None
+    approval_key: bytes | None
+    now: datetime
+
+    @property
+    def added(self) -> frozenset[str]:
+        return self.wanted - self.current
 
 
-def evaluate(policy: Policy, event: RoleChangeEvent, current_roles: Collection[str]) -> Decision:
-    """Decide whether an event's role change may be written, and which roles to write."""
-    current = frozenset(current_roles)
+def evaluate(
+    policy: Policy,
+    event: RoleChangeEvent,
+    current_roles: Sequence[str],
+    *,
+    now: datetime,
+    approval_key: bytes | None = None,
+) -> Decision:
+    """Decide what of an event's change may be written, and exactly which roles to write.
+
+    `current_roles` are the role ids CXone holds, primary first; `now` judges an approval's
+    `expires_at`; with `approval_key` an approval must carry a valid signature.
+    """
+    held = tuple(dict.fromkeys(current_roles))
+    current = frozenset(held)
+    catalog = policy.catalog
+    before = effective_access(catalog, current)
     if event.is_deactivation:
-        return Decision(allowed=True, removed=current, is_revocation=True)
+        return Decision(allowed=True, active=False, removed=current, removes_access=True)
     desired = event.desired_roles
     wanted = frozenset(role.role_id for role in desired)
-    change = _Change(desired, wanted, current, event.data.approval)
+    after = effective_access(catalog, wanted)
+    change = _Change(
+        user_id=event.user_id,
+        desired=desired,
+        wanted=wanted,
+        current=current,
+        gained=after - before,
+        approval=event.data.approval,
+        approval_key=approval_key,
+        now=now,
+    )
     violations = tuple(
         sorted(
             (violation for rule in _RULES for violation in rule(policy, change)),
             key=lambda violation: (_RANK[violation.reason], violation.role_ids, violation.detail),
         )
     )
-    added = wanted - current
-    removed = current - wanted
-    # Taking access away (or keeping what is held) never widens it, so no limit the user
-    # already breaks may block it: refusing would keep the excess access in place.
-    if not added:
+    # A change that gives no new access (it removes, or keeps what is held) never widens it, so
+    # no limit the user already breaks may block it: refusing would keep the excess in place.
+    if not change.gained:
         return Decision(
             allowed=True,
             roles=_roles_to_write(policy, desired),
+            active=event.active,
             remaining_violations=violations,
-            removed=removed,
-            is_revocation=bool(removed),
+            added=change.added,
+            removed=current - wanted,
+            removes_access=bool(before - after),
         )
     if violations:
-        return Decision(allowed=False, failures=violations, added=added, removed=removed)
+        # The additions are refused, never the removals: what the desired roles do not grant,
+        # directly or by inheritance, goes.
+        kept = tuple(role_id for role_id in held if role_id in after)
+        return Decision(
+            allowed=False,
+            roles=_held_roles(policy, kept),
+            failures=violations,
+            removed=current - frozenset(kept),
+            removes_access=bool(before - effective_access(catalog, kept)),
+        )
     return Decision(
-        allowed=True, roles=_roles_to_write(policy, desired), added=added, removed=removed
+        allowed=True,
+        roles=_roles_to_write(policy, desired),
+        active=event.active,
+        added=change.added,
+        removed=current - wanted,
+        removes_access=bool(before - after),
+        adds_access=True,
+    )
+
+
+def approval_signature(
+    key: bytes, user_id: str, privileged_role_ids: Collection[str], ticket: str
+) -> str:
+    """The signature an approval of these privileged roles must carry: lowercase hex HMAC-SHA256."""
+    canonical = f"{user_id}\n{','.join(sorted(privileged_role_ids))}\n{ticket}"
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def effective_access(catalog: RoleCatalog, role_ids: Collection[str]) -> frozenset[str]:
+    """Effective access: catalog roles with all they inherit, plus any uncatalogued role as is."""
+    return catalog.effective_roles(role_ids) | {r for r in role_ids if r not in catalog}
+
+
+def _held_roles(policy: Policy, kept: tuple[str, ...]) -> tuple[DesiredRole, ...]:
+    # `kept` is in CXone's order, primary first, so a kept primary stays primary.
+    catalog = policy.catalog
+    return tuple(
+        DesiredRole(
+            value=role_id,
+            display=catalog.display_name(role_id) if role_id in catalog else None,
+            primary=index == 0,
+        )
+        for index, role_id in enumerate(kept)
     )
 
 
@@ -154,8 +263,8 @@ def _roles_to_write(policy: Policy, desired: tuple[RoleAssignment, ...]) -> tupl
     catalog = policy.catalog
     return tuple(
         DesiredRole(
-            role_id=role.role_id,
-            display_name=(
+            value=role.role_id,
+            display=(
                 catalog.display_name(role.role_id) if role.role_id in catalog else role.display_name
             ),
             primary=role.role_id == primary,
@@ -165,30 +274,56 @@ def _roles_to_write(policy: Policy, desired: tuple[RoleAssignment, ...]) -> tupl
 
 
 def _unknown_roles(policy: Policy, change: _Change) -> Iterator[Violation]:
-    for role_id in sorted(change.wanted - set(policy.catalog)):
+    # Only roles being added: one assigned by hand in CXone and kept is not an escalation.
+    for role_id in sorted(change.added - set(policy.catalog)):
         yield Violation(Reason.UNKNOWN_ROLE, f"role {role_id!r} is not in the catalog", (role_id,))
 
 
 def _unapproved_privileges(policy: Policy, change: _Change) -> Iterator[Violation]:
-    if change.approval is not None:
-        return
     catalog = policy.catalog
     # Compared on effective roles: a plain role that inherits a privileged one grants the same
     # access, and a privileged role already held through inheritance is nothing new.
-    gained = catalog.effective_roles(change.wanted) - catalog.effective_roles(change.current)
-    for role_id in sorted(gained):
-        if not catalog.is_privileged(role_id):
-            continue
-        through = sorted(
-            holder
-            for holder in change.wanted
-            if holder in catalog and role_id in catalog.ancestors(holder)
-        )
-        how = "" if role_id in change.wanted else f", inherited through {_listed(through)},"
+    gained = sorted(
+        role_id
+        for role_id in change.gained
+        if role_id in catalog and catalog.is_privileged(role_id)
+    )
+    if not gained:
+        return
+    approval = change.approval
+    if approval is None:
+        for role_id in gained:
+            through = sorted(
+                holder
+                for holder in change.wanted
+                if holder in catalog and role_id in catalog.ancestors(holder)
+            )
+            how = "" if role_id in change.wanted else f", inherited through {_listed(through)},"
+            yield Violation(
+                Reason.APPROVAL_REQUIRED,
+                f"privileged role {role_id!r}{how} is added without an approval"
+                " (ticket and approver)",
+                (role_id,),
+            )
+        return
+    if change.approval_key is not None:
+        expected = approval_signature(change.approval_key, change.user_id, gained, approval.ticket)
+        if approval.signature is None or not hmac.compare_digest(
+            approval.signature.encode(), expected.encode()
+        ):
+            state = "has no signature" if approval.signature is None else "has a wrong signature"
+            yield Violation(
+                Reason.APPROVAL_INVALID,
+                f"the approval {approval.ticket!r} of privileged {_listed(gained)} {state}",
+                tuple(gained),
+            )
+            return
+    if approval.expires_at is not None and approval.expires_at <= change.now:
         yield Violation(
-            Reason.APPROVAL_REQUIRED,
-            f"privileged role {role_id!r}{how} is added without an approval (ticket and approver)",
-            (role_id,),
+            Reason.APPROVAL_EXPIRED,
+            f"the approval {approval.ticket!r} of privileged {_listed(gained)} expired at"
+            f" {approval.expires_at.isoformat()}",
+            tuple(gained),
         )
 
 

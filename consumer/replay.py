@@ -1,9 +1,15 @@
 """Replay: re-apply a range of the input topic to bring CXone back in line with the IdP.
 
-Replay reads outside the consumer group (it commits nothing and disturbs no live consumer).
-Per user only the newest event in the range matters: it is the complete desired state, so it is
-applied and every older event of that user is audited as superseded. `--dry-run` writes nothing
-and publishes nothing; it prints what would change.
+Replay reads outside the consumer group (it commits nothing and disturbs no live consumer), up
+to the end offsets it captured when it started, and stops there (see `replay_range`). Per user,
+the events of the range are folded into one write, judged event by event as the live path does,
+and every older event is audited as superseded. A user with an event beyond the range is left to
+the live consumer: replaying their older state could put it back after the newer one was written.
+
+The mass-revocation guard counts the revocations of the whole run; once it trips the replay
+stops starting users and ends with exit code 3. `--dry-run` writes and publishes nothing and
+prints what would change; `--max-writes N` runs a dry pass first and writes nothing when it would
+write more than N users.
 """
 
 from __future__ import annotations
@@ -13,67 +19,43 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from enum import IntEnum
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.catalog import load_policy
-from consumer.errors import ConfigurationError, InvalidEvent
-from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult, parse_event
+from consumer.catalog import Policy, load_policy
+from consumer.events import Mode, Outcome, SyncResult
 from consumer.observability.http import HealthState
-from consumer.service import Tuning, build_gate, open_cxone
+from consumer.progress import ReplayProgress
+from consumer.replay_range import Entry, ReplayRange, ReplayRead, parse_offsets, read_range
+from consumer.scim.client import ScimClient
+from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
-from consumer.stream.kafka import (
-    build_producer,
-    connection_options,
-    partitions_of,
-    stop_consumer,
-)
+from consumer.stream.kafka import build_producer
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer, superseded_result
+
+__all__ = [
+    "ExitCode",
+    "ReplayRange",
+    "ReplaySummary",
+    "describe",
+    "parse_offsets",
+    "read_range",
+    "replay",
+    "summary_lines",
+]
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class ReplayRange:
-    """Where to start reading: the beginning, a time, or explicit offsets per partition."""
+class ExitCode(IntEnum):
+    """How a replay ended, as the command's exit code."""
 
-    from_beginning: bool = False
-    since: datetime | None = None
-    offsets: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        chosen = sum([self.from_beginning, self.since is not None, bool(self.offsets)])
-        if chosen != 1:
-            raise ConfigurationError(
-                "replay needs exactly one of --from-beginning, --since or --offsets"
-            )
-
-
-def parse_offsets(text: str) -> dict[int, int]:
-    """Parse `P:O,P:O` into {partition: offset}, or raise ConfigurationError saying why."""
-    offsets: dict[int, int] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        partition, sep, offset = item.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
-            raise ConfigurationError(f"--offsets: {item!r} is not PARTITION:OFFSET")
-        if int(partition) in offsets:
-            raise ConfigurationError(f"--offsets: partition {partition} is given twice")
-        offsets[int(partition)] = int(offset)
-    if not offsets:
-        raise ConfigurationError("--offsets: no PARTITION:OFFSET given")
-    return offsets
-
-
-@dataclass
-class _Latest:
-    """The newest event of one user in the range, and the older ones it supersedes."""
-
-    event: RoleChangeEvent
-    source: SourcePosition
-    older: list[tuple[str, SourcePosition]] = field(default_factory=list)
+    OK = 0
+    FAILED = 1
+    GUARD_TRIPPED = 3
+    TOO_MANY_WRITES = 4
 
 
 @dataclass
@@ -82,107 +64,60 @@ class ReplaySummary:
 
     records: int = 0
     invalid: int = 0
+    users: int = 0
     results: list[SyncResult] = field(default_factory=list)
+    # Revocations the guard refused to let through, and the users never started after it.
+    held: int = 0
+    not_started: int = 0
+    revocation_limit: int | None = None
+    # With --max-writes: how many writes the dry pass counted, when that was too many.
+    refused_writes: int | None = None
+    max_writes: int | None = None
 
     def count(self, outcome: Outcome) -> int:
         """How many results had this outcome."""
         return sum(1 for result in self.results if result.outcome is outcome)
 
-
-async def read_range(
-    settings: Settings, selection: ReplayRange
-) -> tuple[dict[str, _Latest], int, int]:
-    """Read the chosen range up to the end of each partition; keep each user's newest event."""
-    kafka = AIOKafkaConsumer(
-        **connection_options(settings), group_id=None, enable_auto_commit=False
-    )
-    try:
-        await kafka.start()
-    except BaseException:
-        # A broker that cannot be reached leaves a half-started client to close.
-        await stop_consumer(kafka)
-        raise
-    latest: dict[str, _Latest] = {}
-    records = invalid = 0
-    try:
-        partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
-        # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
-        # so records older than --since are also skipped here.
-        since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
-        ends = await kafka.end_offsets(partitions) if partitions else {}
-        while partitions:
-            batch = await kafka.getmany(*partitions, timeout_ms=500, max_records=1000)
-            for tp, fetched in batch.items():
-                for record in fetched:
-                    if record.timestamp < since_ms:
-                        continue
-                    records += 1
-                    source = SourcePosition(
-                        topic=tp.topic, partition=tp.partition, offset=record.offset
-                    )
-                    try:
-                        event = parse_event(record.value)
-                    except InvalidEvent:
-                        invalid += 1
-                        continue
-                    _keep_newest(latest, event, source)
-            # Some brokers under-report the end offset, so an empty fetch is what says "done".
-            if not batch and all(
-                [await kafka.position(tp) >= ends.get(tp, 0) for tp in partitions]
-            ):
-                break
-    finally:
-        await stop_consumer(kafka)
-    return latest, records, invalid
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 when everything was applied or rightly refused; non-zero otherwise."""
+        if self.held:
+            return ExitCode.GUARD_TRIPPED
+        if self.refused_writes is not None:
+            return ExitCode.TOO_MANY_WRITES
+        if self.count(Outcome.FAILED):
+            return ExitCode.FAILED
+        return ExitCode.OK
 
 
-async def _caught_up(
-    kafka: AIOKafkaConsumer, partitions: list[TopicPartition], ends: dict[TopicPartition, int]
-) -> bool:
-    positions = [await kafka.position(tp) for tp in partitions]
-    return all(
-        position >= ends.get(tp, 0) for tp, position in zip(partitions, positions, strict=True)
-    )
+class RevocationsHeld(Exception):
+    """The replay's guard refused a revocation: the replay stops."""
 
 
-def _keep_newest(
-    latest: dict[str, _Latest], event: RoleChangeEvent, source: SourcePosition
-) -> None:
-    current = latest.get(event.user_id)
-    if current is None:
-        latest[event.user_id] = _Latest(event, source)
-        return
-    older = [*current.older, (current.event.id, current.source)]
-    latest[event.user_id] = _Latest(event, source, older)
+class _RunGate:
+    """The replay's mass-revocation guard: at most `limit` revocations in the whole run."""
 
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.admitted = 0
+        self.held = 0
 
-async def _start_positions(
-    kafka: AIOKafkaConsumer, topic: str, selection: ReplayRange
-) -> list[TopicPartition]:
-    available = await partitions_of(kafka, topic)
-    if selection.offsets:
-        unknown = sorted(set(selection.offsets) - set(available))
-        if unknown:
-            raise ConfigurationError(f"--offsets: topic {topic} has no partition {unknown[0]}")
-        chosen = [TopicPartition(topic, p) for p in sorted(selection.offsets)]
-        kafka.assign(chosen)
-        for tp in chosen:
-            kafka.seek(tp, selection.offsets[tp.partition])
-        return chosen
-    chosen = [TopicPartition(topic, p) for p in available]
-    if selection.from_beginning:
-        kafka.assign(chosen)
-        await kafka.seek_to_beginning(*chosen)
-        return chosen
-    assert selection.since is not None
-    timestamp = int(selection.since.timestamp() * 1000)
-    found = await kafka.offsets_for_times(dict.fromkeys(chosen, timestamp))
-    # A partition with nothing at or after the time has nothing to replay.
-    starting = {tp: at.offset for tp, at in found.items() if at is not None}
-    kafka.assign(list(starting))
-    for tp, offset in starting.items():
-        kafka.seek(tp, offset)
-    return list(starting)
+    @property
+    def tripped(self) -> bool:
+        """Whether a revocation was refused; no new user starts after that."""
+        return self.held > 0
+
+    async def admit(self) -> bool:
+        """Let one revocation through, or refuse it once the limit is reached."""
+        if self.limit is None:
+            return False
+        if self.tripped or self.admitted >= self.limit:
+            if not self.tripped:
+                log.warning("replay.guard_tripped", max_revocations=self.limit)
+            self.held += 1
+            raise RevocationsHeld
+        self.admitted += 1
+        return False
 
 
 async def replay(
@@ -192,14 +127,36 @@ async def replay(
     dry_run: bool,
     echo: Callable[[str], None],
     tuning: Tuning | None = None,
+    max_revocations: int | None = None,
+    max_writes: int | None = None,
+    progress: ReplayProgress | None = None,
 ) -> ReplaySummary:
-    """Re-apply each user's newest event in the range; audit everything unless dry-running."""
+    """Re-apply each user's events in the range, folded; audit everything unless dry-running."""
     policy = load_policy(settings.policy_file)
-    latest, records, invalid = await read_range(settings, selection)
-    summary = ReplaySummary(records=records, invalid=invalid)
+    progress = progress or ReplayProgress(interactive=False)
+    found = await read_range(settings, selection, progress)
+    guard = policy.mass_revocation_guard
+    limit = max_revocations
+    if limit is None and guard is not None:
+        limit = guard.max_revocations
+    summary = ReplaySummary(
+        records=found.records,
+        invalid=found.invalid,
+        users=len(found.users),
+        revocation_limit=limit,
+        max_writes=max_writes,
+    )
+    progress.start_applying(len(found.users))
     async with AsyncExitStack() as stack:
         cxone = await open_cxone(settings, stack, tuning=tuning or Tuning(), health=HealthState())
-        synchronizer = Synchronizer(policy, cxone.scim, dry_run=dry_run, gate=build_gate(policy))
+        if max_writes is not None and not dry_run:
+            dry = ReplaySummary()
+            await _apply_all(settings, policy, cxone.scim, found, dry, dry_run=True)
+            writes = sum(1 for result in dry.results if result.payload_sha256 is not None)
+            if writes > max_writes:
+                summary.refused_writes = writes
+                progress.finish()
+                return summary
         publisher: AuditPublisher | None = None
         if not dry_run:
             producer = build_producer(settings, client_id="cxone-role-sync-replay")
@@ -208,26 +165,83 @@ async def replay(
             publisher = AuditPublisher(
                 producer, audit_topic=settings.kafka_audit_topic, dlq_topic=settings.kafka_dlq_topic
             )
-        slots = asyncio.Semaphore(settings.sync_max_concurrency)
-
-        async def one(user: _Latest) -> None:
-            async with slots:
-                result = await synchronizer.apply(
-                    user.event, source=user.source, received_at=time.monotonic(), mode=Mode.REPLAY
-                )
-            summary.results.append(result)
-            if publisher is not None:
-                await publisher.publish_result(result)
-                for event_id, source in user.older:
-                    superseded = superseded_result(
-                        event_id, user.event, source=source, mode=Mode.REPLAY
-                    )
-                    summary.results.append(superseded)
-                    await publisher.publish_result(superseded)
-            echo(describe(result))
-
-        await asyncio.gather(*(one(user) for user in latest.values()))
+        await _apply_all(
+            settings,
+            policy,
+            cxone.scim,
+            found,
+            summary,
+            dry_run=dry_run,
+            gate=None if dry_run else _RunGate(limit),
+            publisher=publisher,
+            echo=echo,
+            progress=progress,
+        )
+    progress.finish()
     return summary
+
+
+async def _apply_all(
+    settings: Settings,
+    policy: Policy,
+    scim: ScimClient,
+    found: ReplayRead,
+    summary: ReplaySummary,
+    *,
+    dry_run: bool,
+    gate: _RunGate | None = None,
+    publisher: AuditPublisher | None = None,
+    echo: Callable[[str], None] = lambda _: None,
+    progress: ReplayProgress | None = None,
+) -> None:
+    """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once."""
+    synchronizer = Synchronizer(
+        policy,
+        scim,
+        dry_run=dry_run,
+        gate=gate,
+        approval_key=settings.approval_hmac_key,
+    )
+    slots = asyncio.Semaphore(settings.sync_max_concurrency)
+
+    async def record(result: SyncResult) -> None:
+        summary.results.append(result)
+        if publisher is not None:
+            await publisher.publish_result(result)
+
+    async def one(user_id: str, entries: list[Entry]) -> None:
+        *older, (event, source) = entries
+        newer = found.newer.get(user_id)
+        async with slots:
+            if gate is not None and gate.tripped:
+                summary.not_started += 1
+                return
+            if newer is not None:
+                # The live consumer owns this user's newer state; writing ours could undo it.
+                superseding = newer
+                older = entries
+            else:
+                try:
+                    result = await synchronizer.apply(
+                        event,
+                        source=source,
+                        received_at=time.monotonic(),
+                        mode=Mode.REPLAY,
+                        earlier=[old for old, _ in older],
+                    )
+                except RevocationsHeld:
+                    return
+                await record(result)
+                echo(describe(result))
+                if progress is not None:
+                    progress.applied(result)
+                superseding = event
+        for old, position in older:
+            await record(superseded_result(old.id, superseding, source=position, mode=Mode.REPLAY))
+
+    await asyncio.gather(*(one(user_id, entries) for user_id, entries in found.users.items()))
+    if gate is not None:
+        summary.held = gate.held
 
 
 def describe(result: SyncResult) -> str:
@@ -245,11 +259,28 @@ def describe(result: SyncResult) -> str:
 def summary_lines(
     summary: ReplaySummary, outcomes: Sequence[Outcome] = tuple(Outcome)
 ) -> list[str]:
-    """The closing summary of a replay."""
-    lines = [f"read {summary.records} records ({summary.invalid} invalid, skipped)"]
+    """The closing summary of a replay: what was read, a table of outcomes, and why it stopped."""
+    lines = [
+        f"read {summary.records} records ({summary.invalid} invalid, skipped),"
+        f" {summary.users} users",
+        f"  {'outcome':<11} {'count':>5}",
+    ]
     lines += [
         f"  {outcome.value:<11} {summary.count(outcome):>5}"
         for outcome in outcomes
         if summary.count(outcome)
     ]
+    lines.append(f"  {'total':<11} {len(summary.results):>5}")
+    if summary.held:
+        lines.append(
+            f"replay stopped: the mass-revocation guard held {summary.held} revocation(s)"
+            f" after {summary.revocation_limit} in this run ({summary.not_started} users not"
+            " started). Check the IdP, then re-run; to allow more for this run:"
+            " --max-revocations N"
+        )
+    if summary.refused_writes is not None:
+        lines.append(
+            f"replay refused: it would write {summary.refused_writes} users, more than"
+            f" --max-writes {summary.max_writes}; nothing was written"
+        )
     return lines

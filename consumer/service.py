@@ -164,7 +164,13 @@ async def run_service(
         cxone = await _unless_stopped(
             stop, open_cxone(settings, stack, tuning=tuning, health=health)
         )
-        synchronizer = Synchronizer(policy, cxone.scim, dry_run=settings.sync_dry_run, gate=gate)
+        synchronizer = Synchronizer(
+            policy,
+            cxone.scim,
+            dry_run=settings.sync_dry_run,
+            gate=gate,
+            approval_key=settings.approval_hmac_key,
+        )
         circuit = cxone.circuit
         webhook = await _unless_stopped(stop, _open_webhook(settings, stack))
         limits = replace(

@@ -165,12 +165,14 @@ class Settings(BaseSettings):
     # A scraper in another container must reach the port, so every interface by default.
     metrics_host: Annotated[str, Field(min_length=1)] = "0.0.0.0"  # noqa: S104
     admin_token: SecretStr | None = None
-    approval_hmac_key: SecretStr | None = None
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
 
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+
+    # When set, an approval must carry a valid HMAC-SHA256 signature made with this key.
+    approval_hmac_key: SecretStr | None = None
 
     tansu_bin: str | None = None
 
@@ -251,6 +253,7 @@ class Settings(BaseSettings):
         "kafka_sasl_password",
         "kafka_ssl_key_password",
         "admin_token",
+        "approval_hmac_key",
     )
     @classmethod
     def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:

@@ -6,20 +6,23 @@ Nothing here knows about Kafka; the stream layer hands events in and publishes t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from pydantic import SecretStr
+
+from consumer.catalog import Policy
 from consumer.errors import Conflict, InvalidEvent, PermanentError
 from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
-from consumer.policy import Decision, Policy, evaluate
+from consumer.fold import Folded, UserState, fold
 from consumer.scim import mapping
 from consumer.scim.client import ScimClient, ScimUser
 
 
-class RevocationGate(Protocol):
-    """Admits revocations, holding them while the mass-revocation guard is tripped."""
+class AdmitsRevocations(Protocol):
+    """Admits changes that take access away; the mass-revocation gate is one."""
 
     async def admit(self) -> bool:
         """Count one revocation; return True when it had to wait for a release."""
@@ -31,15 +34,14 @@ class _Plan:
     """What the read-modify-write decided on its latest attempt."""
 
     before: tuple[str, ...] = ()
-    decision: Decision | None = None
-    desired: tuple[mapping.DesiredRole, ...] = ()
+    folded: Folded | None = None
     unchanged: bool = False
     gated: bool = False
     preview: bytes | None = field(default=None, repr=False)
 
 
 class Synchronizer:
-    """Applies one role-change event to CXone under the policy and returns its result."""
+    """Applies a user's events to CXone under the policy and returns the newest one's result."""
 
     def __init__(
         self,
@@ -47,14 +49,20 @@ class Synchronizer:
         scim: ScimClient,
         *,
         dry_run: bool = False,
-        gate: RevocationGate | None = None,
+        gate: AdmitsRevocations | None = None,
+        approval_key: SecretStr | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._policy = policy
         self._scim = scim
         self._dry_run = dry_run
         self._gate = gate
+        self._approval_key = (
+            None if approval_key is None else approval_key.get_secret_value().encode()
+        )
         self._clock = clock
+        self._wall_clock = wall_clock
 
     async def apply(
         self,
@@ -63,12 +71,18 @@ class Synchronizer:
         source: SourcePosition,
         received_at: float,
         mode: Mode = Mode.LIVE,
+        earlier: Sequence[RoleChangeEvent] = (),
     ) -> SyncResult:
-        """Bring one user to the state the event asks for, if the policy allows it."""
+        """Bring one user to the state its events ask for, as far as the policy allows.
+
+        `earlier` are the user's older queued events, oldest first: folded with `event` into
+        one write, and audited as superseded by the caller.
+        """
         plan = _Plan()
+        events = (*earlier, event)
 
         async def decide(user: ScimUser) -> bytes | None:
-            return await self._plan(event, user, plan)
+            return await self._plan(events, user, plan)
 
         base = {
             "event_id": event.id,
@@ -87,7 +101,7 @@ class Synchronizer:
                 detail=error.detail or str(error),
                 http_status=error.status,
                 attempts=error.attempts,
-                roles_before=plan.before or None,
+                roles_before=plan.before,
             )
         except InvalidEvent as error:
             return self._result(
@@ -97,9 +111,10 @@ class Synchronizer:
                 reason=error.reason,
                 detail=error.detail,
             )
-        decision = plan.decision
-        assert decision is not None, "the plan always decides before the write returns"
-        after = tuple(role.value for role in plan.desired)
+        folded = plan.folded
+        assert folded is not None, "the plan always decides before the write returns"
+        decision = folded.decision
+        written = tuple(role.value for role in folded.state.roles)
         common = {
             **base,
             "roles_before": plan.before,
@@ -107,63 +122,59 @@ class Synchronizer:
             "escalation": decision.escalation,
             "detail": decision.detail,
         }
+        if plan.unchanged:
+            fields = {**common, "roles_after": plan.before}
+        elif outcome.payload is None:
+            assert plan.preview is not None
+            fields = {
+                **common,
+                "roles_after": written,
+                "payload_sha256": mapping.sha256_hex(plan.preview),
+            }
+        else:
+            fields = {
+                **common,
+                "roles_after": written,
+                "http_status": outcome.status,
+                "payload_sha256": mapping.sha256_hex(outcome.payload),
+            }
         if not decision.allowed:
             return self._result(
-                received_at,
-                **common,
-                outcome=Outcome.REJECTED,
-                reason=decision.reason,
-                roles_after=plan.before,
+                received_at, **fields, outcome=Outcome.REJECTED, reason=decision.reason
             )
         if plan.unchanged:
-            return self._result(
-                received_at,
-                **common,
-                outcome=Outcome.UNCHANGED,
-                roles_after=plan.before,
-            )
+            return self._result(received_at, **fields, outcome=Outcome.UNCHANGED)
         if outcome.payload is None:
-            assert plan.preview is not None
-            return self._result(
-                received_at,
-                **common,
-                outcome=Outcome.DRY_RUN,
-                roles_after=after,
-                payload_sha256=mapping.sha256_hex(plan.preview),
-            )
-        return self._result(
-            received_at,
-            **common,
-            outcome=Outcome.SYNCED,
-            roles_after=after,
-            http_status=outcome.status,
-            payload_sha256=mapping.sha256_hex(outcome.payload),
-        )
+            return self._result(received_at, **fields, outcome=Outcome.DRY_RUN)
+        return self._result(received_at, **fields, outcome=Outcome.SYNCED)
 
-    async def _plan(self, event: RoleChangeEvent, user: ScimUser, plan: _Plan) -> bytes | None:
+    async def _plan(
+        self, events: Sequence[RoleChangeEvent], user: ScimUser, plan: _Plan
+    ) -> bytes | None:
         """Decide and build the PUT body for the user as just read; None writes nothing."""
         document = user.document
-        plan.before = mapping.role_values(document)
+        held = UserState.of(document)
+        plan.before = held.role_ids
         plan.unchanged = False
-        decision = evaluate(self._policy, event, plan.before)
-        plan.decision = decision
-        if not decision.allowed:
-            plan.desired = ()
-            return None
-        plan.desired = tuple(
-            mapping.DesiredRole(value=role.role_id, display=role.display_name, primary=role.primary)
-            for role in decision.roles
+        folded = fold(
+            self._policy,
+            events,
+            held,
+            now=self._wall_clock(),
+            approval_key=self._approval_key,
         )
-        active = False if event.is_deactivation else mapping.is_active(document)
-        if not mapping.needs_write(document, plan.desired, active=active):
+        plan.folded = folded
+        target = folded.state
+        if not mapping.needs_write(document, target.roles, active=target.active):
             plan.unchanged = True
             return None
-        if decision.is_revocation and self._gate is not None and not plan.gated:
+        # Every change that takes access away is counted, whatever else it does.
+        if folded.removes_access and self._gate is not None and not plan.gated:
             plan.gated = True
             if await self._gate.admit():
                 # The guard held us back; the user may have changed meanwhile.
                 raise Conflict("re-reading the user after the mass-revocation guard released")
-        payload = mapping.encode(mapping.with_roles(document, plan.desired, active=active))
+        payload = mapping.encode(mapping.with_roles(document, target.roles, active=target.active))
         if self._dry_run:
             plan.preview = payload
             return None

@@ -32,7 +32,9 @@ LATENCY_BUCKETS = (
 
 # The known values of the reason labels: codes, never messages or user ids.
 RETRY_REASONS = frozenset({"rate_limited", "server_error", "network", "auth", "conflict"})
-ESCALATION_REASONS = frozenset({"unknown_role", "approval_required"})
+ESCALATION_REASONS = frozenset(
+    {"unknown_role", "approval_required", "approval_invalid", "approval_expired"}
+)
 DLQ_REASONS = frozenset({"invalid_json", "schema_violation", "too_large"})
 
 EVENTS = Counter(

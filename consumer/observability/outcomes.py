@@ -18,6 +18,8 @@ from consumer.observability.metrics import (
 log = structlog.get_logger("consumer.sync")
 
 _SUCCESS = frozenset({Outcome.SYNCED, Outcome.UNCHANGED})
+# Someone should look at these: a refused change (an escalation first of all) or a given-up write.
+_WARN = frozenset({Outcome.REJECTED, Outcome.FAILED})
 
 
 def record_result(result: SyncResult, *, latency_seconds: float) -> None:
@@ -30,7 +32,8 @@ def record_result(result: SyncResult, *, latency_seconds: float) -> None:
         ESCALATION_REJECTIONS.labels(reason=result.reason).inc()
     if result.outcome in _SUCCESS:
         LAST_SUCCESS.set(time.time())
-    log.info(
+    emit = log.warning if result.outcome in _WARN else log.info
+    emit(
         "sync.result",
         outcome=outcome,
         reason=result.reason,

@@ -66,6 +66,7 @@ def _event(
     *,
     approval: bool = False,
     deactivate: bool = False,
+    reactivate: bool = False,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"user_id": user_id(number)}
     if roles is not None:
@@ -76,7 +77,13 @@ def _event(
         "specversion": "1.0",
         "id": event_id,
         "source": "okta/acme-prod",
-        "type": "idp.user.deactivated" if deactivate else "idp.user.roles.changed",
+        "type": (
+            "idp.user.deactivated"
+            if deactivate
+            else "idp.user.reactivated"
+            if reactivate
+            else "idp.user.roles.changed"
+        ),
         "time": "2026-11-28T15:00:00Z",
         "subject": user_id(number),
         "data": data,
@@ -136,6 +143,10 @@ def follow_ups() -> list[SampleRecord]:
         ("hierarchy too deep", _event(7, "evt-7-b", _roles("floor_manager_legacy"))),
         ("removal", _event(8, "evt-8-b", [])),
         ("deactivation", _event(9, "evt-9-b", None, deactivate=True)),
+        # The whole lifecycle: a leaver who comes back; a roles change in between keeps them out.
+        ("leaver", _event(12, "evt-12-b", None, deactivate=True)),
+        ("leaver, roles change", _event(12, "evt-12-c", _roles("agent_basic"))),
+        ("returner", _event(12, "evt-12-d", _roles("agent_voice"), reactivate=True)),
         ("unknown user", _event(900, "evt-900-a", _roles("agent_basic"))),
     ]
     # A burst for one user: only the newest needs writing.

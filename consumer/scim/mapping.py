@@ -69,12 +69,18 @@ def with_roles(document: Document, roles: Sequence[DesiredRole], *, active: bool
     updated = copy.deepcopy(dict(document))
     for attribute in _SERVER_OWNED:
         updated.pop(attribute, None)
-    updated["roles"] = [
-        Role(value=role.value, display=role.display, primary=role.primary).model_dump(
-            mode="json", exclude_none=True, by_alias=True
-        )
-        for role in roles
-    ]
+    # A server without a `roles` attribute refuses one it does not know, even an empty one.
+    if roles or document.get("roles"):
+        # A role kept without a name of ours (one assigned by hand in CXone) keeps CXone's name.
+        held = {role.value: role.display for role in current_roles(document)}
+        updated["roles"] = [
+            Role(
+                value=role.value,
+                display=role.display if role.display is not None else held.get(role.value),
+                primary=role.primary,
+            ).model_dump(mode="json", exclude_none=True, by_alias=True)
+            for role in roles
+        ]
     if active != is_active(document) or "active" in updated:
         updated["active"] = active
     return updated

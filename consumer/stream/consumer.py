@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import stamina
@@ -82,6 +82,15 @@ class WorkItem:
     received_at: float
     event: RoleChangeEvent | None
     invalid: InvalidEvent | None
+    # Older queued items of the same user folded into this one's write, oldest first. They are
+    # audited as superseded only once that write is done: until then they stay unfinished, so
+    # a handover that cancels the write hands all of them to the next owner, not just this one.
+    folded: tuple[WorkItem, ...] = ()
+
+    @property
+    def earlier(self) -> tuple[RoleChangeEvent, ...]:
+        """The events of the folded items, oldest first."""
+        return tuple(item.event for item in self.folded if item.event is not None)
 
     @property
     def source(self) -> SourcePosition:
@@ -177,8 +186,9 @@ class StreamConsumer:
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._dispatcher: KeyedDispatcher[WorkItem] = KeyedDispatcher(
             self._handle,
-            self._supersede,
+            _superseded_after_the_write,
             max_concurrency,
+            fold=_fold,
             on_inflight_change=on_inflight_change,
         )
         self._paused: set[TopicPartition] = set()
@@ -324,6 +334,8 @@ class StreamConsumer:
                     # Revoked half-way: the partition's next owner applies the record again.
                     return
                 result = applied
+                for older in item.folded:
+                    self._supersede(older, item)
             await self._publish(item, result)
 
     async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> SyncResult | None:
@@ -375,7 +387,11 @@ class StreamConsumer:
         """One attempt at the event, cancellable by a revocation without ending the worker."""
         work = asyncio.ensure_future(
             self._sync.apply(
-                event, source=item.source, received_at=item.received_at, mode=self._mode
+                event,
+                source=item.source,
+                received_at=item.received_at,
+                mode=self._mode,
+                earlier=item.earlier,
             )
         )
         self._applying[key] = work
@@ -390,8 +406,8 @@ class StreamConsumer:
         finally:
             del self._applying[key]
 
-    async def _supersede(self, older: WorkItem, newer: WorkItem) -> None:
-        """Audit an event that a newer one of the same user made moot."""
+    def _supersede(self, older: WorkItem, newer: WorkItem) -> None:
+        """Audit an event folded into a newer one's write, now that the write is done."""
         assert older.event is not None
         assert newer.event is not None
         result = superseded_result(
@@ -522,6 +538,15 @@ class StreamConsumer:
             log.warning("stream.final_commit_timed_out")
         self._drop_reports(self._tracker.partitions())
         log.info("stream.stopped", abandoned=len(abandoned), committed=len(self.committed))
+
+
+def _fold(newest: WorkItem, older: list[WorkItem]) -> WorkItem:
+    """The newest item carrying every older queued item of its user, to be written as one."""
+    return replace(newest, folded=(*older, *newest.folded))
+
+
+async def _superseded_after_the_write(older: WorkItem, folded: WorkItem) -> None:
+    """Nothing yet: `_handle` audits the folded items once their write is done."""
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,11 +1,12 @@
-"""The keyed dispatcher: one item at a time per key, many keys at once, the newest item wins.
+"""The keyed dispatcher: one item at a time per key, many keys at once, queued items folded.
 
 Each key with work has one worker task that runs its items in submission order; a semaphore caps
 how many items run at once across keys, so a slow key holds one slot and never blocks the others.
 
-With coalescing on, a worker about to start a key's next item takes the newest queued item and
-hands every older queued one to `on_superseded(older, newest)` first: an event that a newer one
-for the same user replaces need not be written. An item already running is never cancelled.
+With coalescing on, a worker about to start a key's next item takes every queued item at once:
+`fold(newest, older)` makes the one item to run (by default the newest as it is), and every older
+one goes to `on_superseded(older, folded)` first, so a user's queued events become one write. An
+item already running is never cancelled.
 
 `on_superseded` runs in the concurrency slot of the newest item, before its handler. Both
 callbacks are expected to handle their own errors; one that escapes is logged as an error and the
@@ -42,6 +43,7 @@ class KeyedDispatcher(Generic[T]):
         max_concurrency: int,
         *,
         coalesce: bool = True,
+        fold: Callable[[T, list[T]], T] | None = None,
         on_inflight_change: Callable[[int], None] | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -49,6 +51,7 @@ class KeyedDispatcher(Generic[T]):
         self._handler = handler
         self._on_superseded = on_superseded
         self._coalesce = coalesce
+        self._fold = fold
         self._on_inflight_change = on_inflight_change
         self._slots = asyncio.Semaphore(max_concurrency)
         # A key is in `_queues` exactly when it has a worker in `_workers`.
@@ -186,11 +189,13 @@ class KeyedDispatcher(Generic[T]):
                 self._notify()
 
     def _take(self, queue: deque[T]) -> tuple[T, list[T]]:
-        """Take the next item to run and the older items it supersedes."""
+        """Take the next item to run (the queue folded into one) and the older ones it replaces."""
         if self._coalesce and len(queue) > 1:
             item = queue.pop()
             older = list(queue)
             queue.clear()
+            if self._fold is not None:
+                item = self._fold(item, older)
         else:
             item = queue.popleft()
             older = []

@@ -36,7 +36,7 @@ def test_demo_feeds_every_kind_of_event_and_exits_zero() -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     out = completed.stdout
-    assert "56 events in, 56 audit results out" in out
+    assert "59 events in, 59 audit results out" in out
     for line in ("synced", "unchanged", "rejected", "failed", "invalid", "superseded"):
         assert f"  {line}" in out
     assert "unknown_role  ESCALATION" in out

@@ -26,7 +26,7 @@ from consumer.sandbox.request_log import RequestRecord
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import TEST_CREDENTIALS, BrokerEndpoint, Topics
-from tests.integration.harness import Pipeline, make_pipeline, running_service
+from tests.integration.harness import Pipeline, make_pipeline, running_service, wait_until
 
 NICE = "urn:ietf:params:scim:schemas:extension:nice:2.0:User"
 WITHIN = 30.0
@@ -377,6 +377,7 @@ class TestOneRunningService:
         assert result.reason == "user_not_found"
         assert result.http_status == 404
         assert result.escalation is False
+        assert result.roles_before == ()
         assert methods(user_requests(live.simulator, "u-ghost")) == [("GET", 404)]
 
     async def test_deactivation_sets_inactive_and_removes_roles(self, live: LiveService) -> None:
@@ -513,3 +514,66 @@ class TestOneRunningService:
         [put] = [r for r in user_requests(live.simulator, "u-full") if r.method == "PUT"]
         assert put.json()[NICE] == {"team": "Night Shift", "loginAuthenticator": "SSO-Okta"}
         assert result.payload_sha256 == hashlib.sha256(put.body).hexdigest()
+
+    async def test_queued_deactivation_sticks_when_a_roles_change_follows(
+        self, live: LiveService
+    ) -> None:
+        """e1 in flight, then deactivated and roles.changed [] queued: the user ends inactive."""
+        live.simulator.seed_user(
+            "u-offboard", "offboard@example.com", roles=[("agent_basic", "Standard Agent", True)]
+        )
+        # Slow CXone down so e1 is still in flight when the other two arrive.
+        live.simulator.faults.set_latency(1.5)
+        try:
+            await live.send(
+                (b"u-offboard", role_change("u-offboard", "agent_voice", event_id="f1"))
+            )
+            await wait_until(
+                lambda: any(r.method == "GET" for r in user_requests(live.simulator, "u-offboard")),
+                within=WITHIN,
+                what="e1's read of the user",
+            )
+            await live.send(
+                (b"u-offboard", deactivation("u-offboard", event_id="f2")),
+                (b"u-offboard", role_change("u-offboard", event_id="f3")),
+            )
+            last = await live.result(event_id="f3")
+        finally:
+            live.simulator.faults.set_latency(0.0)
+        superseded = await live.result(event_id="f2")
+        assert (superseded.outcome, superseded.detail) == (Outcome.SUPERSEDED, "superseded_by=f3")
+        assert (await live.result(event_id="f1")).outcome is Outcome.SYNCED
+        assert (last.outcome, last.roles_before, last.roles_after) == (
+            Outcome.SYNCED,
+            ("agent_voice",),
+            (),
+        )
+        user = live.simulator.get_user("u-offboard")
+        assert user["active"] is False
+        assert user.get("roles", []) == []
+
+    async def test_a_refused_change_still_removes_what_it_removes(self, live: LiveService) -> None:
+        """A refused [billing_admin, billing_auditor] still drops agent_basic; the audit says so."""
+        live.simulator.seed_user(
+            "u-sod",
+            "sod@example.com",
+            roles=[("agent_basic", "Standard Agent", True), ("reporting_viewer", None, False)],
+        )
+        event = json.loads(role_change("u-sod", "billing_admin", "billing_auditor", event_id="s1"))
+        event["data"]["approval"] = {"ticket": "CHG-9", "approved_by": "secops"}
+        await live.send((b"u-sod", json.dumps(event).encode()))
+        result = await live.result(event_id="s1")
+        assert (result.outcome, result.reason, result.escalation) == (
+            Outcome.REJECTED,
+            "sod_conflict",
+            False,
+        )
+        assert result.roles_before == ("agent_basic", "reporting_viewer")
+        assert result.roles_after == ("reporting_viewer",)
+        [put] = [r for r in user_requests(live.simulator, "u-sod") if r.method == "PUT"]
+        assert result.payload_sha256 == hashlib.sha256(put.body).hexdigest()
+        assert result.http_status == 200
+        assert result.detail is not None
+        assert result.detail.endswith("removals still applied: agent_basic")
+        roles = live.simulator.get_user("u-sod")["roles"]
+        assert [(role["value"], role["primary"]) for role in roles] == [("reporting_viewer", True)]

@@ -15,6 +15,7 @@ import signal
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,9 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
 from tests.integration.harness import ServiceProcess, logged, make_pipeline
+
+WORKLOAD_POLICY = Path(__file__).parents[2] / "bench" / "workload-policy.yaml"
+"""The example catalog without the mass-revocation guard, which would count the workload's swaps."""
 
 ROLES = (
     "agent_voice",
@@ -219,7 +223,9 @@ async def test_kill_9_mid_stream_then_restart_loses_nothing(
     seed_users(simulator, users)
     simulator.set_latency(0.015)
     events = workload(users, 2_000, seed=9)
-    pipeline = await make_pipeline(topics, simulator_server, partitions=4)
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=4, policy_file=WORKLOAD_POLICY
+    )
     produced = await produce_events(pipeline.bootstrap_servers, pipeline.input_topic, events)
     assert len(produced) == len(events)
 

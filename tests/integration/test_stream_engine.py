@@ -25,6 +25,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.test_stream_crash import (
+    WORKLOAD_POLICY,
     EventProducer,
     RoleEvent,
     assert_every_record_audited,
@@ -78,7 +79,7 @@ async def test_events_arriving_while_one_is_slow_are_coalesced_to_the_newest(
     [user] = user_ids(1, prefix="hot")
     seed_users(simulator, [user])
     events = workload([user], 20, seed=20)
-    pipeline = await make_pipeline(topics, simulator_server)
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=WORKLOAD_POLICY)
     simulator.set_latency(0.75)
     async with (
         EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
@@ -132,7 +133,9 @@ async def test_consumer_recovers_by_itself_from_a_frozen_broker(
     simulator.set_latency(0.01)
     events = workload(users, 400, seed=5)
     private = Topics(embedded_broker.bootstrap_servers, "broker-stall")
-    pipeline = await make_pipeline(private, simulator_server, partitions=2)
+    pipeline = await make_pipeline(
+        private, simulator_server, partitions=2, policy_file=WORKLOAD_POLICY
+    )
     tuning = fast_tuning()
     async with (
         EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
@@ -175,7 +178,7 @@ async def test_a_permanently_failing_user_does_not_hold_back_commits(
         *workload(known, 8, seed=404),
         RoleEvent("ghost-2", missing[1], ("qa_evaluator",)),
     ]
-    pipeline = await make_pipeline(topics, simulator_server)
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=WORKLOAD_POLICY)
     async with (
         EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
@@ -224,7 +227,7 @@ async def test_sigterm_finishes_in_flight_work_publishes_commits_and_exits_zero(
     users = user_ids(40)
     seed_users(simulator, users)
     events = [RoleEvent(f"evt-{user}", user, ("agent_digital",)) for user in users]
-    pipeline = await make_pipeline(topics, simulator_server)
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=WORKLOAD_POLICY)
     produced = await produce_events(pipeline.bootstrap_servers, pipeline.input_topic, events)
     simulator.set_latency(0.5)
     service = ServiceProcess({**pipeline.environment, "SYNC_SHUTDOWN_GRACE_SECONDS": "20"})
@@ -274,7 +277,7 @@ async def test_a_second_sigterm_exits_at_once_without_committing(
     users = user_ids(10)
     seed_users(simulator, users)
     events = [RoleEvent(f"evt-{user}", user, ("reporting_analyst",)) for user in users]
-    pipeline = await make_pipeline(topics, simulator_server)
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=WORKLOAD_POLICY)
     produced = await produce_events(pipeline.bootstrap_servers, pipeline.input_topic, events)
     simulator.set_latency(5.0)
     service = ServiceProcess(pipeline.environment)
@@ -317,7 +320,9 @@ async def test_a_large_backlog_is_fetched_within_the_flow_limits(
     users = user_ids(250)
     seed_users(simulator, users)
     events = workload(users, 5_000, seed=50)
-    pipeline = await make_pipeline(topics, simulator_server, partitions=2)
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=2, policy_file=WORKLOAD_POLICY
+    )
     tuning = fast_tuning(per_partition=100, total=150)
     limits = tuning.limits
     assert limits is not None

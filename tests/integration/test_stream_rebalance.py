@@ -21,6 +21,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.test_stream_crash import (
+    WORKLOAD_POLICY,
     EventProducer,
     RoleEvent,
     assert_every_record_audited,
@@ -83,7 +84,9 @@ async def test_join_then_graceful_leave_mid_stream_loses_nothing_and_keeps_user_
     seed_users(simulator, users)
     simulator.set_latency(0.015)
     stream = workload(users, 6_000, seed=21)
-    pipeline = await make_pipeline(topics, simulator_server, partitions=PARTITIONS)
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=PARTITIONS, policy_file=WORKLOAD_POLICY
+    )
     first = ServiceProcess(pipeline.environment).start()
     second = ServiceProcess(pipeline.environment)
     enough = asyncio.Event()
@@ -149,7 +152,9 @@ async def test_work_stuck_past_the_revoke_grace_is_not_written_after_its_partiti
     seed_users(simulator, users)
     older = {user: RoleEvent(f"{user}-1", user, ("agent_voice",)) for user in users}
     newer = {user: RoleEvent(f"{user}-2", user, ("qa_evaluator",)) for user in users}
-    pipeline = await make_pipeline(topics, simulator_server, partitions=2)
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=2, policy_file=WORKLOAD_POLICY
+    )
     tuning = fast_tuning(revoke_grace=1.0)
     # The first read of each user hangs until released: both are in flight when the group moves.
     simulator.script_faults("timeout", "timeout")

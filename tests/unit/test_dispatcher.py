@@ -169,6 +169,47 @@ async def test_queued_items_of_a_busy_key_coalesce_to_the_newest() -> None:
     assert dispatcher.queued == 0
 
 
+@dataclass(frozen=True)
+class Folded:
+    """An item that carries the sequence numbers of the older items folded into it."""
+
+    key: str
+    seq: int
+    folded: tuple[int, ...] = ()
+
+
+async def test_queued_items_are_folded_into_the_one_that_runs() -> None:
+    """With a fold hook, the item run is the fold of the queue; the older ones are superseded."""
+    handled: list[Folded] = []
+    superseded: list[tuple[Folded, Folded]] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handle(item: Folded) -> None:
+        if item.seq == 0:
+            started.set()
+            await release.wait()
+        handled.append(item)
+
+    async def supersede(old: Folded, new: Folded) -> None:
+        superseded.append((old, new))
+
+    def fold(newest: Folded, older: list[Folded]) -> Folded:
+        return Folded(newest.key, newest.seq, tuple(item.seq for item in older))
+
+    dispatcher = KeyedDispatcher(handle, supersede, 2, fold=fold)
+    items = [Folded("u-1", seq) for seq in range(4)]
+    dispatcher.submit("u-1", items[0])
+    async with asyncio.timeout(DEADLINE):
+        await started.wait()
+    for item in items[1:]:
+        dispatcher.submit("u-1", item)
+    release.set()
+    assert await dispatcher.drain(DEADLINE)
+    assert handled == [items[0], Folded("u-1", 3, (1, 2))]
+    assert superseded == [(items[1], handled[1]), (items[2], handled[1])]
+
+
 async def test_a_slow_key_does_not_block_other_keys() -> None:
     """While one key's handler is stuck, other keys' items all run."""
     recorder = Recorder()

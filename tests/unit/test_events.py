@@ -647,3 +647,46 @@ def test_many_braces_are_refused_before_parsing() -> None:
         "schema_violation",
         f"event: more than {MAX_JSON_BRACES} '{{' braces in the record",
     )
+
+
+def test_reactivation_carries_roles_and_asks_for_active() -> None:
+    """idp.user.reactivated asks for active=true with its roles; a roles change keeps active."""
+    document = event_document()
+    document["type"] = "idp.user.reactivated"
+    event = parse_event(encoded(document))
+    assert event.type is EventType.REACTIVATED
+    assert (event.active, event.is_deactivation) == (True, False)
+    assert [role.role_id for role in event.desired_roles] == ["agent_basic"]
+    assert parse_event(encoded(event_document())).active is None
+
+
+def test_reactivation_without_roles_is_refused() -> None:
+    """A reactivation must say which roles the returning user gets."""
+    document = event_document()
+    document["type"] = "idp.user.reactivated"
+    del document["data"]["roles"]
+    assert "data.roles is required for idp.user.reactivated" in schema_violation(document)
+
+
+def test_approval_may_carry_a_signature_and_an_expiry() -> None:
+    """An approval's signature is any bounded string, its expiry an RFC 3339 time."""
+    approval = {
+        "ticket": "CHG-1",
+        "approved_by": "secops",
+        "signature": "not even hex",
+        "expires_at": "2026-12-01T00:00:00Z",
+    }
+    event = parse_event(encoded(event_document(approval=approval)))
+    assert event.data.approval is not None
+    assert event.data.approval.signature == "not even hex"
+    assert event.data.approval.expires_at == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("expires_at", "2026-12-01T00:00:00"), ("expires_at", "tomorrow"), ("signature", "x" * 129)],
+)
+def test_approval_fields_are_checked(field: str, value: str) -> None:
+    """An expiry without a UTC offset, a non-time or an oversized signature is refused."""
+    approval = {"ticket": "CHG-1", "approved_by": "secops", field: value}
+    assert f"data.approval.{field}" in schema_violation(event_document(approval=approval))

@@ -218,3 +218,22 @@ def test_sha256_hex_is_the_digest_of_the_bytes() -> None:
     payload = encode(with_roles(cxone_user(), [VOICE], active=True))
     assert sha256_hex(payload) == hashlib.sha256(payload).hexdigest()
     assert len(sha256_hex(payload)) == 64
+
+
+def test_with_roles_leaves_roles_out_for_a_user_who_had_none_and_gets_none() -> None:
+    """A deactivation of a user without a `roles` attribute sends no `roles` attribute."""
+    before = cxone_user()
+    del before["roles"]
+    after = with_roles(before, [], active=False)
+    assert "roles" not in after
+    assert after["active"] is False
+
+
+def test_with_roles_keeps_cxones_name_of_a_role_kept_without_one() -> None:
+    """A role kept with no display name of ours keeps the name CXone gave it."""
+    before = cxone_user()
+    before["roles"] = [{"value": "custom_role", "display": "Hand Made", "primary": True}]
+    kept = DesiredRole(value="custom_role", display=None, primary=True)
+    assert with_roles(before, [kept], active=True)["roles"] == [
+        {"value": "custom_role", "display": "Hand Made", "primary": True}
+    ]

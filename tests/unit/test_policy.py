@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 
 from consumer.catalog import Policy, RoleCatalog, RoleDefinition, parse_policy
 from consumer.events import Approval, EventType, RoleAssignment, RoleChangeData, RoleChangeEvent
-from consumer.policy import Decision, DesiredRole, Reason, Violation, evaluate
+from consumer.policy import Decision, Reason, Violation, approval_signature, evaluate
+from consumer.scim.mapping import DesiredRole
 
 APPROVAL = Approval(ticket="CHG-1234", approved_by="secops")
 
@@ -64,11 +67,18 @@ def change(*roles: RoleAssignment | str, approval: Approval | None = None) -> Ro
     )
 
 
+NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+
+
 def decide(
-    event: RoleChangeEvent, current: Collection[str] = (), policy: Policy = POLICY
+    event: RoleChangeEvent,
+    current: Collection[str] = (),
+    policy: Policy = POLICY,
+    *,
+    approval_key: bytes | None = None,
 ) -> Decision:
-    """The policy's decision about `event` for a user holding `current`."""
-    return evaluate(policy, event, current)
+    """The policy's decision about `event` for a user holding `current`, judged at NOW."""
+    return evaluate(policy, event, tuple(current), now=NOW, approval_key=approval_key)
 
 
 def reasons(decision: Decision) -> list[str]:
@@ -94,25 +104,26 @@ def test_allowed_change_writes_catalog_names_in_event_order() -> None:
 def test_primary_is_the_one_the_event_marks() -> None:
     """The role marked primary in the event is the only primary one."""
     decision = decide(change("agent", role("voice", primary=True)))
-    assert [(r.role_id, r.primary) for r in decision.roles] == [("agent", False), ("voice", True)]
+    assert [(r.value, r.primary) for r in decision.roles] == [("agent", False), ("voice", True)]
 
 
 def test_primary_defaults_to_the_first_listed() -> None:
     """Without a marked primary, the first listed role becomes primary."""
     decision = decide(change("reporting", "agent"))
-    assert [(r.role_id, r.primary) for r in decision.roles] == [
+    assert [(r.value, r.primary) for r in decision.roles] == [
         ("reporting", True),
         ("agent", False),
     ]
 
 
 def test_unknown_role_is_an_escalation() -> None:
-    """A role missing from the catalog is refused as an escalation and nothing is written."""
+    """A role missing from the catalog is refused as an escalation and nothing is added."""
     decision = decide(change("agent", "root_everything"), current=["agent"])
     assert not decision.allowed
     assert decision.reason == "unknown_role"
     assert decision.escalation
-    assert decision.roles == ()
+    assert decision.roles == (DesiredRole("agent", "Standard Agent", primary=True),)
+    assert (decision.added, decision.removed, decision.writes) == (frozenset(), frozenset(), False)
     assert decision.failures == (
         Violation(
             Reason.UNKNOWN_ROLE,
@@ -257,7 +268,7 @@ def test_removal_that_still_breaks_a_limit_is_allowed() -> None:
     assert decision.failures == ()
     assert [v.reason for v in decision.remaining_violations] == [Reason.TOO_MANY_ROLES]
     assert decision.detail == (
-        "allowed because it adds no role; still broken: too_many_roles: 4 roles,"
+        "allowed because it adds no access; still broken: too_many_roles: 4 roles,"
         " max_roles_per_user is 3"
     )
 
@@ -274,7 +285,7 @@ def test_removal_keeping_a_sod_conflict_and_a_too_deep_role_is_allowed() -> None
 
 
 def test_removal_keeps_a_held_role_unknown_to_the_catalog_as_listed() -> None:
-    """A held role the catalog lacks stays as the event lists it; nothing is invented for it."""
+    """A held role the catalog lacks stays as the event lists it and is no escalation."""
     legacy = RoleAssignment(role_id="legacy_role", display_name="Legacy")
     decision = decide(change(legacy, "agent"), current=["legacy_role", "agent", "voice"])
     assert decision.allowed
@@ -282,7 +293,7 @@ def test_removal_keeps_a_held_role_unknown_to_the_catalog_as_listed() -> None:
         DesiredRole("legacy_role", "Legacy", primary=True),
         DesiredRole("agent", "Standard Agent", primary=False),
     )
-    assert [v.reason for v in decision.remaining_violations] == [Reason.UNKNOWN_ROLE]
+    assert decision.remaining_violations == ()
 
 
 def test_removing_every_role_is_allowed() -> None:
@@ -323,12 +334,14 @@ def test_deactivation_is_always_allowed_and_removes_everything() -> None:
 
 
 def test_mixed_change_is_judged_in_full() -> None:
-    """A change that removes some roles but adds one is not a revocation and is checked."""
+    """A change that removes some roles but adds one is checked; refused, it still removes."""
     decision = decide(change("billing_admin"), current=["agent", "voice"])
     assert not decision.allowed
     assert decision.reason == "approval_required"
-    assert decision.added == {"billing_admin"}
+    assert decision.added == frozenset()
     assert decision.removed == {"agent", "voice"}
+    assert decision.roles == ()
+    assert (decision.removes_access, decision.is_revocation, decision.writes) == (True, True, True)
 
 
 UNKNOWN = ("ghost", "phantom")
@@ -399,21 +412,21 @@ def test_allowed_decision_never_adds_a_role_outside_the_catalog(
 ) -> None:
     """Whatever the input, an allowed decision adds only catalog roles."""
     decision = decide(change(*roles, approval=approval), current, policy)
-    if decision.allowed:
-        assert all(role_id in policy.catalog for role_id in decision.added)
-        assert all(r.role_id in policy.catalog or r.role_id in current for r in decision.roles)
+    assert all(role_id in policy.catalog for role_id in decision.added)
+    assert all(r.value in policy.catalog or r.value in current for r in decision.roles)
+    if not decision.allowed:
+        assert set(decision.role_ids) <= current
 
 
 @given(policies(), role_lists(), holdings)
 def test_allowed_decision_never_adds_privilege_without_approval(
     policy: Policy, roles: tuple[RoleAssignment, ...], current: frozenset[str]
 ) -> None:
-    """Without an approval, an allowed decision grants no privileged role the user lacked."""
+    """Without an approval, no decision grants a privileged role the user lacked."""
     decision = decide(change(*roles), current, policy)
-    if decision.allowed:
-        catalog = policy.catalog
-        gained = catalog.effective_roles(decision.role_ids) - catalog.effective_roles(current)
-        assert not any(catalog.is_privileged(role_id) for role_id in gained)
+    catalog = policy.catalog
+    gained = catalog.effective_roles(decision.role_ids) - catalog.effective_roles(current)
+    assert not any(catalog.is_privileged(role_id) for role_id in gained)
 
 
 @given(policies(), role_lists(), holdings, approvals)
@@ -439,10 +452,11 @@ def test_decision_does_not_depend_on_role_order(
     approval: Approval | None,
     data: st.DataObject,
 ) -> None:
-    """Shuffling the event's roles changes neither the verdict, the reason nor the failures."""
+    """Shuffling the event's or the held roles changes neither the verdict nor what is written."""
     shuffled = data.draw(st.permutations(roles))
-    first = decide(change(*roles, approval=approval), current, policy)
-    second = decide(change(*shuffled, approval=approval), current, policy)
+    held = sorted(current)
+    first = decide(change(*roles, approval=approval), held, policy)
+    second = decide(change(*shuffled, approval=approval), data.draw(st.permutations(held)), policy)
     assert (first.allowed, first.reason, first.escalation) == (
         second.allowed,
         second.reason,
@@ -451,6 +465,12 @@ def test_decision_does_not_depend_on_role_order(
     assert set(first.failures) == set(second.failures)
     assert set(first.remaining_violations) == set(second.remaining_violations)
     assert set(first.role_ids) == set(second.role_ids)
+    assert (first.added, first.removed, first.removes_access, first.adds_access) == (
+        second.added,
+        second.removed,
+        second.removes_access,
+        second.adds_access,
+    )
 
 
 @given(policies(), role_lists(), holdings, approvals)
@@ -460,10 +480,10 @@ def test_allowed_roles_have_exactly_one_primary(
     current: frozenset[str],
     approval: Approval | None,
 ) -> None:
-    """Whenever roles are written, exactly one of them is primary, the marked one if any."""
+    """Whenever allowed roles are written, exactly one is primary, the marked one if any."""
     decision = decide(change(*roles, approval=approval), current, policy)
-    if decision.roles:
-        primaries = [r.role_id for r in decision.roles if r.primary]
+    if decision.allowed and decision.roles:
+        primaries = [r.value for r in decision.roles if r.primary]
         marked = [r.role_id for r in roles if r.primary]
         assert primaries == (marked or [roles[0].role_id])
 
@@ -480,3 +500,271 @@ def test_deactivation_is_allowed_for_any_holding(held: list[str]) -> None:
     )
     decision = decide(event, current=held)
     assert (decision.allowed, decision.roles, decision.removed) == (True, (), frozenset(held))
+    if decision.roles:
+        assert sum(r.primary for r in decision.roles) == 1
+
+
+def reactivation(*roles: str, approval: Approval | None = None) -> RoleChangeEvent:
+    """An `idp.user.reactivated` event for one user with the given roles."""
+    return RoleChangeEvent(
+        specversion="1.0",
+        id="evt-r",
+        source="okta/test",
+        type=EventType.REACTIVATED,
+        data=RoleChangeData(
+            user_id="u-1001", roles=tuple(role(r) for r in roles), approval=approval
+        ),
+    )
+
+
+def test_falling_back_to_an_inherited_default_role_is_a_revocation() -> None:
+    """[lead, admin] -> [agent] adds no access (agent was inherited), takes some: a revocation."""
+    decision = decide(change("agent"), current=["lead", "admin"])
+    assert decision.allowed
+    assert decision.added == {"agent"}
+    assert decision.removed == {"lead", "admin"}
+    assert (decision.removes_access, decision.adds_access, decision.is_revocation) == (
+        True,
+        False,
+        True,
+    )
+
+
+def test_a_change_that_removes_and_adds_access_is_counted_but_not_a_pure_revocation() -> None:
+    """Swapping admin for voice removes admin's access and adds voice's: the guard counts it."""
+    decision = decide(change("voice"), current=["admin"])
+    assert decision.allowed
+    assert (decision.removes_access, decision.adds_access, decision.is_revocation) == (
+        True,
+        True,
+        False,
+    )
+
+
+def test_a_kept_uncatalogued_role_is_no_escalation_and_the_removal_applies() -> None:
+    """Holding a hand-made role plus admin, sent [custom, agent], keeps custom and loses admin."""
+    decision = decide(change("custom", "agent"), current=["custom", "admin"])
+    assert decision.allowed
+    assert decision.role_ids == ("custom", "agent")
+    assert decision.removed == {"admin"}
+    assert decision.is_revocation
+
+
+def test_an_added_uncatalogued_role_is_still_an_escalation() -> None:
+    """A role outside the catalog that the user does not hold is refused as unknown_role."""
+    decision = decide(change("custom", "agent"), current=["agent"])
+    assert (decision.allowed, decision.reason, decision.escalation) == (
+        False,
+        "unknown_role",
+        True,
+    )
+
+
+DESIGN_POLICY = parse_policy(
+    {
+        "max_roles_per_user": 5,
+        "max_hierarchy_depth": 3,
+        "roles": {
+            "agent_basic": {"display_name": "Standard Agent"},
+            "reporting_viewer": {"display_name": "Reporting Viewer"},
+            "site_director": {
+                "display_name": "Site Director",
+                "inherits_from": ["agent_basic"],
+                "privileged": True,
+            },
+            "billing_auditor": {
+                "display_name": "Billing Auditor",
+                "inherits_from": ["reporting_viewer"],
+            },
+            "billing_admin": {"display_name": "Billing Administrator", "privileged": True},
+        },
+        "separation_of_duties": [["billing_admin", "billing_auditor"]],
+    }
+)
+
+
+def test_refused_change_keeps_a_held_role_the_desired_roles_inherit() -> None:
+    """Holding agent_basic, a refused [site_director] keeps agent_basic, which it inherits."""
+    decision = decide(change("site_director"), ["agent_basic"], DESIGN_POLICY)
+    assert (decision.allowed, decision.reason) == (False, "approval_required")
+    assert decision.roles == (DesiredRole("agent_basic", "Standard Agent", primary=True),)
+    assert (decision.removed, decision.writes) == (frozenset(), False)
+
+
+def test_refused_change_removes_a_held_role_the_desired_roles_do_not_grant() -> None:
+    """Holding agent_basic, a refused [billing_admin, billing_auditor] loses agent_basic."""
+    decision = decide(
+        change("billing_admin", "billing_auditor", approval=APPROVAL),
+        ["agent_basic", "reporting_viewer"],
+        DESIGN_POLICY,
+    )
+    assert (decision.allowed, decision.reason, decision.escalation) == (
+        False,
+        "sod_conflict",
+        False,
+    )
+    assert decision.role_ids == ("reporting_viewer",)
+    assert decision.roles[0].primary
+    assert decision.removed == {"agent_basic"}
+    assert decision.added == frozenset()
+    assert (decision.writes, decision.removes_access, decision.is_revocation) == (True, True, True)
+    assert decision.detail == (
+        "sod_conflict: the user's effective roles include both 'billing_admin' and"
+        " 'billing_auditor', a separation_of_duties pair; removals still applied: agent_basic"
+    )
+
+
+def test_reactivation_is_judged_like_a_roles_change_and_sets_active() -> None:
+    """An allowed reactivation writes its roles and active=true."""
+    decision = decide(reactivation("agent", "voice"))
+    assert (decision.allowed, decision.role_ids, decision.active) == (
+        True,
+        ("agent", "voice"),
+        True,
+    )
+
+
+def test_refused_reactivation_leaves_the_user_inactive() -> None:
+    """A reactivation asking for a privileged role without approval reactivates nothing."""
+    decision = decide(reactivation("admin"))
+    assert (decision.allowed, decision.reason, decision.active, decision.roles) == (
+        False,
+        "approval_required",
+        None,
+        (),
+    )
+
+
+def test_roles_change_keeps_active_and_deactivation_clears_it() -> None:
+    """A roles change leaves `active` alone; a deactivation sets it false."""
+    deactivation = RoleChangeEvent(
+        specversion="1.0",
+        id="evt-d",
+        source="okta/test",
+        type=EventType.DEACTIVATED,
+        data=RoleChangeData(user_id="u-1001"),
+    )
+    assert decide(change("agent")).active is None
+    assert decide(deactivation, ["agent"]).active is False
+
+
+KEY = b"example-approval-key"
+
+
+def signed(ticket: str, signature: str | None, expires_at: datetime | None = None) -> Approval:
+    """An approval with a signature and an optional expiry."""
+    return Approval(ticket=ticket, approved_by="secops", signature=signature, expires_at=expires_at)
+
+
+def test_the_documented_signature_example_holds() -> None:
+    """The README and schema example: this key, user, role and ticket give this signature."""
+    assert (
+        approval_signature(KEY, "u-1001", ["admin_support"], "CHG-1234")
+        == "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43"
+    )
+    schema = RoleChangeEvent.model_json_schema()
+    described = str(schema["$defs"]["Approval"]["properties"]["signature"])
+    assert "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43" in described
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43" in readme
+
+
+def test_a_correctly_signed_approval_is_accepted() -> None:
+    """With the key set, a signature over user, added privileged roles and ticket approves."""
+    signature = approval_signature(KEY, "u-1001", ["admin"], "CHG-1")
+    decision = decide(
+        change("agent", "admin", approval=signed("CHG-1", signature)), ["agent"], approval_key=KEY
+    )
+    assert decision.allowed
+
+
+def test_the_signature_covers_privileged_roles_gained_by_inheritance() -> None:
+    """helpdesk inherits admin: the signed list is 'admin', what the change adds in access."""
+    signature = approval_signature(KEY, "u-1001", ["admin"], "CHG-1")
+    approval = signed("CHG-1", signature)
+    assert decide(change("helpdesk", approval=approval), ["agent"], approval_key=KEY).allowed
+    wrong = signed("CHG-1", approval_signature(KEY, "u-1001", ["helpdesk"], "CHG-1"))
+    assert decide(change("helpdesk", approval=wrong), ["agent"], approval_key=KEY).reason == (
+        "approval_invalid"
+    )
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "0" * 64,
+        approval_signature(KEY, "u-2002", ["admin"], "CHG-1"),
+        approval_signature(KEY, "u-1001", ["admin"], "CHG-2"),
+        approval_signature(b"another-key", "u-1001", ["admin"], "CHG-1"),
+        approval_signature(KEY, "u-1001", ["admin"], "CHG-1").upper(),
+    ],
+)
+def test_a_missing_or_wrong_signature_is_an_invalid_approval(signature: str | None) -> None:
+    """No signature, or one for another user, ticket, key or casing, is an escalation."""
+    decision = decide(
+        change("agent", "admin", approval=signed("CHG-1", signature)), ["agent"], approval_key=KEY
+    )
+    assert (decision.allowed, decision.reason, decision.escalation) == (
+        False,
+        "approval_invalid",
+        True,
+    )
+
+
+def test_without_the_key_an_unsigned_approval_is_taken_as_given() -> None:
+    """With no APPROVAL_HMAC_KEY, an approval approves without a signature."""
+    decision = decide(change("agent", "admin", approval=signed("CHG-1", None)), ["agent"])
+    assert decision.allowed
+
+
+def test_an_expired_approval_is_refused_and_a_current_one_is_not() -> None:
+    """An approval whose expires_at has passed is approval_expired; one still valid approves."""
+    signature = approval_signature(KEY, "u-1001", ["admin"], "CHG-1")
+    past = signed("CHG-1", signature, NOW - timedelta(seconds=1))
+    future = signed("CHG-1", signature, NOW + timedelta(hours=1))
+    expired = decide(change("agent", "admin", approval=past), ["agent"], approval_key=KEY)
+    assert (expired.allowed, expired.reason, expired.escalation) == (
+        False,
+        "approval_expired",
+        True,
+    )
+    assert decide(change("agent", "admin", approval=future), ["agent"], approval_key=KEY).allowed
+
+
+def test_signature_is_not_needed_when_no_privilege_is_added() -> None:
+    """An approval on a change that adds no privileged role is never checked."""
+    decision = decide(
+        change("voice", approval=signed("CHG-1", "nonsense")), ["agent"], approval_key=KEY
+    )
+    assert decision.allowed
+
+
+@given(policies(), role_lists(), holdings, approvals)
+def test_every_removal_of_an_event_is_applied(
+    policy: Policy,
+    roles: tuple[RoleAssignment, ...],
+    current: frozenset[str],
+    approval: Approval | None,
+) -> None:
+    """No held role the desired roles do not grant, directly or by inheritance, survives."""
+    decision = decide(change(*roles, approval=approval), current, policy)
+    wanted = [r.role_id for r in roles]
+    granted = policy.catalog.effective_roles(wanted) | set(wanted)
+    assert set(decision.role_ids) <= granted
+    assert decision.removed == current - set(decision.role_ids)
+
+
+@given(policies(), role_lists(), holdings, st.none() | st.text(max_size=70))
+def test_with_a_key_no_privilege_is_added_on_an_unsigned_or_forged_approval(
+    policy: Policy,
+    roles: tuple[RoleAssignment, ...],
+    current: frozenset[str],
+    signature: str | None,
+) -> None:
+    """With APPROVAL_HMAC_KEY, an approval that is not signed with it never adds a privilege."""
+    approval = Approval(ticket="CHG-1", approved_by="secops", signature=signature or None)
+    decision = decide(change(*roles, approval=approval), current, policy, approval_key=KEY)
+    catalog = policy.catalog
+    gained = catalog.effective_roles(decision.role_ids) - catalog.effective_roles(current)
+    assert not any(catalog.is_privileged(role_id) for role_id in gained)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +138,7 @@ class ScriptedSynchronizer:
         source: SourcePosition,
         received_at: float,
         mode: Mode = Mode.LIVE,
+        earlier: Sequence[RoleChangeEvent] = (),
     ) -> SyncResult:
         where = (source.partition, source.offset)
         self._calls[where] += 1

@@ -1,0 +1,218 @@
+"""The range a replay reads: where it starts, where it ends, and reading it.
+
+The end is each partition's end offset captured when the read starts, so the read ends however
+much traffic keeps arriving. Records are validated exactly as the live path validates them.
+After the range, the rest of each partition up to its end at that moment is read for one thing
+only: which users already have a newer event, which the live consumer will write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from consumer.errors import ConfigurationError
+from consumer.events import RoleChangeEvent, SourcePosition
+from consumer.progress import ReplayProgress
+from consumer.settings import Settings
+from consumer.stream.consumer import read_record
+from consumer.stream.kafka import connection_options, partitions_of, stop_consumer
+
+# A fetch that returns nothing this many times in a row, short of the captured end, ends the
+# partition anyway: the end offset may count records no fetch returns (transaction markers).
+_EMPTY_FETCHES_AT_END = 10
+
+
+@dataclass(frozen=True)
+class ReplayRange:
+    """Where to start reading: the beginning, a time, or explicit offsets per partition."""
+
+    from_beginning: bool = False
+    since: datetime | None = None
+    offsets: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        chosen = sum([self.from_beginning, self.since is not None, bool(self.offsets)])
+        if chosen != 1:
+            raise ConfigurationError(
+                "replay needs exactly one of --from-beginning, --since or --offsets"
+            )
+
+
+def parse_offsets(text: str) -> dict[int, int]:
+    """Parse `P:O,P:O` into {partition: offset}, or raise ConfigurationError saying why."""
+    offsets: dict[int, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        partition, sep, offset = item.partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise ConfigurationError(f"--offsets: {item!r} is not PARTITION:OFFSET")
+        if int(partition) in offsets:
+            raise ConfigurationError(f"--offsets: partition {partition} is given twice")
+        offsets[int(partition)] = int(offset)
+    if not offsets:
+        raise ConfigurationError("--offsets: no PARTITION:OFFSET given")
+    return offsets
+
+
+Entry = tuple[RoleChangeEvent, SourcePosition]
+
+
+@dataclass
+class ReplayRead:
+    """What reading the range found: each user's events, oldest first, and the counts."""
+
+    users: dict[str, list[Entry]] = field(default_factory=dict)
+    # The first event of a user beyond the range: that user is left to the live consumer.
+    newer: dict[str, RoleChangeEvent] = field(default_factory=dict)
+    records: int = 0
+    invalid: int = 0
+
+
+async def read_range(
+    settings: Settings, selection: ReplayRange, progress: ReplayProgress | None = None
+) -> ReplayRead:
+    """Read the chosen range up to the end offsets captured now; note users with later events."""
+    progress = progress or ReplayProgress(interactive=False)
+    kafka = AIOKafkaConsumer(
+        **connection_options(settings), group_id=None, enable_auto_commit=False
+    )
+    try:
+        await kafka.start()
+    except BaseException:
+        # A broker that cannot be reached leaves a half-started client to close.
+        await stop_consumer(kafka)
+        raise
+    found = ReplayRead()
+    try:
+        partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
+        # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
+        # so records older than --since are also skipped here.
+        since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
+        # Taken before the ends: a record written before this instant was there when they were.
+        read_from_ms = _now_ms()
+        ends = await kafka.end_offsets(partitions) if partitions else {}
+        starts = {tp: await kafka.position(tp) for tp in partitions}
+        progress.records_expected = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
+
+        def in_range(record_timestamp: int, entry: Entry | None) -> None:
+            if record_timestamp < since_ms:
+                return
+            found.records += 1
+            progress.read()
+            if entry is None:
+                found.invalid += 1
+                return
+            event, _ = entry
+            found.users.setdefault(event.user_id, []).append(entry)
+
+        def beyond(record_timestamp: int, entry: Entry | None) -> None:
+            if entry is not None:
+                found.newer.setdefault(entry[0].user_id, entry[0])
+
+        await _read_to_end(
+            kafka,
+            ends,
+            read_from_ms,
+            max_bytes=settings.kafka_max_record_bytes,
+            on_record=in_range,
+            on_beyond=beyond,
+        )
+        # The rest of each partition, up to its end now: which users the live consumer has
+        # newer events for. Bounded: traffic arriving from here on is not read.
+        tail_from_ms = _now_ms()
+        tail = await kafka.end_offsets(partitions) if partitions else {}
+        await _read_to_end(
+            kafka,
+            tail,
+            tail_from_ms,
+            max_bytes=settings.kafka_max_record_bytes,
+            on_record=beyond,
+            on_beyond=beyond,
+        )
+    finally:
+        await stop_consumer(kafka)
+    return found
+
+
+async def _read_to_end(
+    kafka: AIOKafkaConsumer,
+    ends: dict[TopicPartition, int],
+    ends_taken_ms: int,
+    *,
+    max_bytes: int,
+    on_record: Callable[[int, Entry | None], None],
+    on_beyond: Callable[[int, Entry | None], None],
+) -> None:
+    """Hand every record below `ends` to `on_record`; stop each partition at its end.
+
+    Tansu 0.6 reports an end offset that counts a multi-record batch as one record (see
+    observability/lag.py), so a record past the reported end that was written before the ends
+    were taken still belongs to the range; the first one written after that ends the partition.
+    """
+    active = set(ends)
+    empty = 0
+    while active:
+        batch = await kafka.getmany(*active, timeout_ms=500, max_records=1000)
+        for tp, fetched in batch.items():
+            for record in fetched:
+                entry = _entry(record, max_bytes=max_bytes)
+                if record.offset >= ends.get(tp, 0) and record.timestamp > ends_taken_ms:
+                    on_beyond(record.timestamp, entry)
+                    # Read again from here by the next pass over the partition.
+                    kafka.seek(tp, record.offset)
+                    active.discard(tp)
+                    break
+                on_record(record.timestamp, entry)
+        if batch:
+            empty = 0
+            continue
+        empty += 1
+        for tp in list(active):
+            if await kafka.position(tp) >= ends.get(tp, 0) or empty >= _EMPTY_FETCHES_AT_END:
+                active.discard(tp)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _entry(record: ConsumerRecord[bytes, bytes], *, max_bytes: int) -> Entry | None:
+    """The valid event of a record with where it was read, or None for an invalid record."""
+    # The live path's own validation, the record key check included.
+    item = read_record(record, epoch=0, now=time.monotonic(), max_bytes=max_bytes)
+    if item.event is None:
+        return None
+    return item.event, item.source
+
+
+async def _start_positions(
+    kafka: AIOKafkaConsumer, topic: str, selection: ReplayRange
+) -> list[TopicPartition]:
+    available = await partitions_of(kafka, topic)
+    if selection.offsets:
+        unknown = sorted(set(selection.offsets) - set(available))
+        if unknown:
+            raise ConfigurationError(f"--offsets: topic {topic} has no partition {unknown[0]}")
+        chosen = [TopicPartition(topic, p) for p in sorted(selection.offsets)]
+        kafka.assign(chosen)
+        for tp in chosen:
+            kafka.seek(tp, selection.offsets[tp.partition])
+        return chosen
+    chosen = [TopicPartition(topic, p) for p in available]
+    if selection.from_beginning:
+        kafka.assign(chosen)
+        await kafka.seek_to_beginning(*chosen)
+        return chosen
+    assert selection.since is not None
+    timestamp = int(selection.since.timestamp() * 1000)
+    found = await kafka.offsets_for_times(dict.fromkeys(chosen, timestamp))
+    # A partition with nothing at or after the time has nothing to replay.
+    starting = {tp: at.offset for tp, at in found.items() if at is not None}
+    kafka.assign(list(starting))
+    for tp, offset in starting.items():
+        kafka.seek(tp, offset)
+    return list(starting)
