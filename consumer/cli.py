@@ -1,8 +1,9 @@
-"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy."""
+"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy, send, audit."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -174,6 +175,162 @@ def sandbox(
             await stop.wait()
 
     run_until_signalled(serve)
+
+
+@app.command()
+def send(
+    user: Annotated[
+        str | None, typer.Option(metavar="USER_ID", help="The CXone user id; the record key.")
+    ] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(metavar="ROLE,...", help='The complete desired role set ("" for none).'),
+    ] = None,
+    primary: Annotated[
+        str | None,
+        typer.Option(metavar="ROLE", help="The primary role; defaults to the first of --roles."),
+    ] = None,
+    deactivate: Annotated[
+        bool, typer.Option("--deactivate", help="Send idp.user.deactivated instead.")
+    ] = False,
+    reactivate: Annotated[
+        bool, typer.Option("--reactivate", help="Send idp.user.reactivated with --roles.")
+    ] = False,
+    approval: Annotated[
+        str | None,
+        typer.Option(metavar="TICKET:APPROVER", help="The approval, e.g. CHG-1:secops."),
+    ] = None,
+    user_name: Annotated[str | None, typer.Option(metavar="NAME", help="data.user_name.")] = None,
+    source: Annotated[
+        str, typer.Option(metavar="SOURCE", help="The CloudEvents source.")
+    ] = "cxone-role-sync/send",
+    event_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="The event id; default a new one.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            metavar="FILE",
+            allow_dash=True,
+            help="Send this JSON event as it is ('-' reads stdin) instead of building one.",
+        ),
+    ] = None,
+) -> None:
+    """Publish one event to the input topic (KAFKA_INPUT_TOPIC), validated first."""
+    from consumer.send import (
+        DeliveryError,
+        EventRequest,
+        encode,
+        event_document,
+        parse_roles,
+        send_event,
+    )
+    from consumer.settings import load_kafka_settings
+
+    try:
+        if file is not None:
+            if user is not None or roles is not None or deactivate or reactivate or approval:
+                raise ConfigurationError("--file takes no --user, --roles or other event flags")
+            value = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
+        else:
+            if user is None:
+                raise ConfigurationError("give --user USER_ID (with --roles ...), or --file FILE")
+            if roles is None and not deactivate:
+                raise ConfigurationError("give --roles ROLE,... (or --deactivate)")
+            request = EventRequest(
+                user_id=user,
+                roles=parse_roles(roles),
+                primary=primary,
+                deactivate=deactivate,
+                reactivate=reactivate,
+                approval=approval,
+                user_name=user_name,
+                source=source,
+                event_id=event_id,
+            )
+            value = encode(event_document(request))
+        settings = load_kafka_settings()
+        _quiet_kafka_client()
+        delivery = asyncio.run(send_event(settings, value))
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    except DeliveryError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
+    event = delivery.event
+    typer.echo(
+        f"sent {event.id} ({event.type.value}, user {event.user_id}) to "
+        f"{delivery.topic} partition {delivery.partition} offset {delivery.offset}"
+    )
+
+
+def _quiet_kafka_client() -> None:
+    # send and audit report a broker failure in one line of their own; aiokafka's log
+    # records of the same failure would only repeat it, with a traceback.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _read_file(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"--file {file}: {error.strerror or error}") from None
+
+
+@app.command()
+def audit(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep reading new results until Ctrl-C.")
+    ] = False,
+    user: Annotated[
+        str | None, typer.Option(metavar="USER_ID", help="Only this user's results.")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Only results processed from then on (UTC if no zone)."),
+    ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(metavar="OUTCOME", help="Only this outcome: synced, rejected, failed, ..."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One audit event (CloudEvents JSON) per line.")
+    ] = False,
+) -> None:
+    """Read the audit topic (KAFKA_AUDIT_TOPIC): one line per result."""
+    from consumer.audit_reader import AuditFilter, AuditReadError, read_audit, render_line
+    from consumer.events import Outcome
+    from consumer.settings import load_kafka_settings
+
+    try:
+        wanted = Outcome(outcome.lower()) if outcome is not None else None
+    except ValueError:
+        choices = ", ".join(item.value for item in Outcome)
+        raise _fail(f"--outcome {outcome!r} is not one of {choices}") from None
+    selection = AuditFilter(
+        user_id=user,
+        since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+        outcome=wanted,
+    )
+    try:
+        settings = load_kafka_settings()
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    colour = sys.stdout.isatty()
+    _quiet_kafka_client()
+
+    async def show(stop: asyncio.Event) -> None:
+        async for event in read_audit(settings, selection, follow=follow, stop=stop):
+            typer.echo(event.model_dump_json() if as_json else render_line(event, colour=colour))
+
+    try:
+        run_until_signalled(show)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    except AuditReadError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.command("check-policy")

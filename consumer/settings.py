@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -66,8 +66,8 @@ def require_safe_url(url: str) -> str:
     raise ValueError("must be an https URL (http is allowed only for 127.0.0.1/localhost)")
 
 
-class Settings(BaseSettings):
-    """Every setting of the service; environment variable names are the contract."""
+class KafkaSettings(BaseSettings):
+    """The Kafka settings alone: what `send` and `audit` need, and what `run` shares with them."""
 
     model_config = SettingsConfigDict(
         env_prefix="", case_sensitive=False, extra="ignore", frozen=True
@@ -83,6 +83,23 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+
+    @field_validator("kafka_sasl_password")
+    @classmethod
+    def _non_empty_kafka_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_kafka(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
+            raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
+        return self
+
+
+class Settings(KafkaSettings):
+    """Every setting of the service; environment variable names are the contract."""
 
     cxone_scim_base_url: str
     cxone_token_url: str | None = None
@@ -128,7 +145,7 @@ class Settings(BaseSettings):
         AnyHttpUrl(value)
         return require_safe_url(value)
 
-    @field_validator("cxone_client_secret", "cxone_access_key_secret", "kafka_sasl_password")
+    @field_validator("cxone_client_secret", "cxone_access_key_secret")
     @classmethod
     def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
@@ -150,8 +167,6 @@ class Settings(BaseSettings):
             raise ValueError("CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together")
         if self.webhook_url is not None and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
-        if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
-            raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
         return self
 
     @property
@@ -169,6 +184,14 @@ def load_settings(**overrides: object) -> Settings:
     """Read the settings once; a bad or missing one raises one line naming it."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+def load_kafka_settings(**overrides: object) -> KafkaSettings:
+    """Read only the Kafka settings, for commands that neither call CXone nor apply a policy."""
+    try:
+        return KafkaSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error)) from None
 

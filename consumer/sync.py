@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from consumer.errors import Conflict, InvalidEvent, PermanentError
-from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
+from consumer.events import (
+    ApprovalReference,
+    Mode,
+    Outcome,
+    RoleChangeEvent,
+    SourcePosition,
+    SyncResult,
+)
 from consumer.policy import Decision, Policy, evaluate
 from consumer.scim import mapping
 from consumer.scim.client import ScimClient, ScimUser
@@ -75,6 +82,7 @@ class Synchronizer:
             "user_id": event.user_id,
             "source": source,
             "mode": mode,
+            "approval": _approval_of(event),
         }
         try:
             outcome = await self._scim.update_user(event.user_id, decide)
@@ -174,6 +182,13 @@ class Synchronizer:
         return SyncResult.model_validate(
             {**fields, "latency_ms": round(latency_ms, 3), "processed_at": datetime.now(UTC)}
         )
+
+
+def _approval_of(event: RoleChangeEvent) -> ApprovalReference | None:
+    approval = event.data.approval
+    if approval is None:
+        return None
+    return ApprovalReference(ticket=approval.ticket, approved_by=approval.approved_by)
 
 
 def superseded_result(
