@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
+from typer.core import TyperCommand
 
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
@@ -22,9 +24,31 @@ app = typer.Typer(
     name="cxone-role-sync",
     help="Keep NICE CXone user roles equal to what the identity provider says.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help shows flags as flags (`--dry-run`) and values by name (`--since TIME`).
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from consumer import __version__
+
+        typer.echo(f"cxone-role-sync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Keep NICE CXone user roles equal to what the identity provider says."""
 
 
 def _fail(message: str) -> typer.Exit:
@@ -82,7 +106,9 @@ def run(
     dry_run: Annotated[
         bool | None, typer.Option("--dry-run", help="Decide and audit, write nothing.")
     ] = None,
-    policy_file: Annotated[Path | None, typer.Option(help="Overrides POLICY_FILE.")] = None,
+    policy_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Overrides POLICY_FILE.")
+    ] = None,
 ) -> None:
     """Run the long-lived consumer until SIGTERM or SIGINT."""
     settings = _settings(sync_dry_run=dry_run, policy_file=policy_file)
@@ -102,10 +128,13 @@ def replay(
     ] = False,
     since: Annotated[
         datetime | None,
-        typer.Option(help="Replay records from this time on, e.g. 2026-11-01T00:00:00Z."),
+        typer.Option(
+            metavar="TIME", help="Replay records from this time on, e.g. 2026-11-01T00:00:00Z."
+        ),
     ] = None,
     offsets: Annotated[
-        str | None, typer.Option(help="Replay from these offsets: PARTITION:OFFSET,...")
+        str | None,
+        typer.Option(metavar="P:O,...", help="Replay from these offsets: PARTITION:OFFSET,..."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the diff only; write and publish nothing.")
@@ -360,9 +389,26 @@ def audit(
         raise typer.Exit(code=1) from None
 
 
-@app.command("check-policy")
+class _ArgumentsByName(TyperCommand):
+    """Shows an argument by its name alone (`FILE`, not `{FILE}` or `FILE <path>`), as Unix does."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # click.Context, vendored or not
+        """The usage pieces without the braces typer puts around required arguments."""
+        pieces: list[str] = super().collect_usage_pieces(ctx)
+        return [piece.removeprefix("{").removesuffix("}") for piece in pieces]
+
+    def get_help(self, ctx: Any) -> str:
+        """The help, without the type typer appends to each named argument."""
+        text: str = super().get_help(ctx)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar:
+                text = re.sub(rf"^(  {re.escape(param.metavar)}) <\w+>", r"\1", text, flags=re.M)
+        return text
+
+
+@app.command("check-policy", cls=_ArgumentsByName)
 def check_policy(
-    file: Annotated[Path, typer.Argument(help="The policy YAML file to validate.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The policy YAML file to validate.")],
 ) -> None:
     """Validate a policy file and print its role hierarchy."""
     from consumer.catalog import load_policy, render_hierarchy

@@ -15,7 +15,16 @@ from consumer.errors import ConfigurationError
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class SecurityProtocol(StrEnum):
+class _CaseInsensitiveEnum(StrEnum):
+    """An enum setting that accepts its values in any case (`LOG_LEVEL=debug`)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        wanted = str(value).casefold()
+        return next((member for member in cls if member.value.casefold() == wanted), None)
+
+
+class SecurityProtocol(_CaseInsensitiveEnum):
     """Kafka's security protocols, as aiokafka names them."""
 
     PLAINTEXT = "PLAINTEXT"
@@ -24,7 +33,7 @@ class SecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
-class SaslMechanism(StrEnum):
+class SaslMechanism(_CaseInsensitiveEnum):
     """SASL mechanisms aiokafka supports."""
 
     PLAIN = "PLAIN"
@@ -33,21 +42,21 @@ class SaslMechanism(StrEnum):
     OAUTHBEARER = "OAUTHBEARER"
 
 
-class HttpTransport(StrEnum):
+class HttpTransport(_CaseInsensitiveEnum):
     """The transport under the httpx client API."""
 
     AIOHTTP = "aiohttp"
     HTTPX = "httpx"
 
 
-class LogFormat(StrEnum):
+class LogFormat(_CaseInsensitiveEnum):
     """How log lines are rendered."""
 
     JSON = "json"
     CONSOLE = "console"
 
 
-class LogLevel(StrEnum):
+class LogLevel(_CaseInsensitiveEnum):
     """The least severe level that is logged."""
 
     DEBUG = "DEBUG"
@@ -161,12 +170,16 @@ class Settings(KafkaSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        problems = []
         if self.cxone_token_url is None and self.cxone_issuer_url is None:
-            raise ValueError("CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required")
+            problems.append("CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required")
         if (self.cxone_access_key_id is None) != (self.cxone_access_key_secret is None):
-            raise ValueError("CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together")
+            problems.append("CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together")
         if self.webhook_url is not None and self.webhook_secret is None:
-            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+            problems.append("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        if problems:
+            # Every problem at once, one per line (see describe_validation_error).
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -197,14 +210,20 @@ def load_kafka_settings(**overrides: object) -> KafkaSettings:
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line naming the first offending setting by its environment variable."""
-    first = error.errors()[0]
-    location = [str(part) for part in first["loc"]]
-    name = location[0].upper() if location else "settings"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        return f"configuration error: {name} is required but not set"
-    if not location:
-        return f"configuration error: {message}"
-    # Never echo the rejected value: it might be a secret.
-    return f"configuration error: {name}: {message}"
+    """One line per offending setting, named by its environment variable; all of them at once."""
+    lines: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        location = [str(part) for part in item["loc"]]
+        name = location[0].upper() if location else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            lines.setdefault(name, f"configuration error: {name} is required but not set")
+        elif not location:
+            # A check across settings may name several problems, one per line.
+            for problem in message.split("\n"):
+                lines.setdefault(problem, f"configuration error: {problem}")
+        else:
+            # Never echo the rejected value: it might be a secret. A setting is named once,
+            # even when a union type reports one error per alternative.
+            lines.setdefault(name, f"configuration error: {name}: {message}")
+    return "\n".join(lines.values())
