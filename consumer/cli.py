@@ -258,8 +258,11 @@ def send(
     ] = None,
     user_name: Annotated[str | None, typer.Option(metavar="NAME", help="data.user_name.")] = None,
     source: Annotated[
-        str, typer.Option(metavar="SOURCE", help="The CloudEvents source.")
-    ] = "cxone-role-sync/send",
+        str | None,
+        typer.Option(
+            metavar="SOURCE", help="The CloudEvents source [default: cxone-role-sync/send]."
+        ),
+    ] = None,
     event_id: Annotated[
         str | None, typer.Option("--id", metavar="ID", help="The event id; default a new one.")
     ] = None,
@@ -275,6 +278,7 @@ def send(
 ) -> None:
     """Publish one event to the input topic (KAFKA_INPUT_TOPIC), validated first."""
     from consumer.send import (
+        DEFAULT_SOURCE,
         DeliveryError,
         EventRequest,
         encode,
@@ -286,8 +290,9 @@ def send(
 
     try:
         if file is not None:
-            if user is not None or roles is not None or deactivate or reactivate or approval:
-                raise ConfigurationError("--file takes no --user, --roles or other event flags")
+            flags = (user, roles, primary, approval, user_name, source, event_id)
+            if any(flag is not None for flag in flags) or deactivate or reactivate:
+                raise ConfigurationError("--file is sent as it is: it takes no event flags")
             value = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
         else:
             if user is None:
@@ -302,7 +307,7 @@ def send(
                 reactivate=reactivate,
                 approval=approval,
                 user_name=user_name,
-                source=source,
+                source=source or DEFAULT_SOURCE,
                 event_id=event_id,
             )
             value = encode(event_document(request))

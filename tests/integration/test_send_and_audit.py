@@ -151,6 +151,7 @@ async def test_send_argument_errors_are_one_line_and_exit_2() -> None:
         (("send",), "give --user USER_ID (with --roles ...), or --file FILE"),
         (("send", "--user", "u-1"), "give --roles ROLE,... (or --deactivate)"),
         (("send", "--user", "u-1", "--roles", "a", "--deactivate"), "--deactivate takes no"),
+        (("send", "--file", "-", "--id", "e-1"), "--file is sent as it is: it takes no event"),
         (
             ("send", "--user", "u 1", "--roles", "a"),
             "invalid event (schema_violation): data.user_id",
