@@ -4,7 +4,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY consumer ./consumer
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# EXTRAS="[sandbox]" adds the CXone simulator, for docker compose's sandbox profile.
+ARG EXTRAS=""
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".${EXTRAS}"
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
