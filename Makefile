@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format types unit integration schemas bench clean
+.PHONY: demo test lint format types unit integration schemas bench dashboard-png clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ schemas: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# Runs the sandbox with traffic and a real Prometheus, draws every panel: dashboards/dashboard.png
+dashboard-png: $(VENV)/.dev
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -59,7 +59,8 @@ def _change(draw: float, rng: random.Random) -> tuple[str, EventRequest]:
     if draw < 0.18:
         conflict = ("billing_admin", "billing_auditor")
         return "separation-of-duties conflict", _request(conflict, approval="CHG-2:secops")
-    if draw < 0.22:
+    # Rare, as in life: a steady stream of revocations would trip the mass-revocation guard.
+    if draw < 0.19:
         return "deactivation", _request((), deactivate=True)
     return "everyday change", _request(rng.choice(EVERYDAY))
 
