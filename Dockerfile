@@ -8,7 +8,12 @@ COPY requirements.lock ./
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --requirement requirements.lock
 COPY pyproject.toml README.md ./
 COPY consumer ./consumer
-RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/pip check
+# EXTRAS="[sandbox]" adds the CXone simulator, for docker compose's sandbox profile; those extra
+# packages are not in the lock (the image for a tenant installs none of them).
+ARG EXTRAS=""
+RUN /opt/venv/bin/pip install --no-deps . \
+    && if [ -n "$EXTRAS" ]; then /opt/venv/bin/pip install ".${EXTRAS}"; fi \
+    && /opt/venv/bin/pip check
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

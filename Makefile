@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format types unit integration schemas bench lock audit clean
+.PHONY: demo test lint format types unit integration schemas bench lock audit dashboard-png clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ lock: $(VENV)/.dev
 # --strict: a dependency that could not be audited fails the audit too.
 audit: $(VENV)/.dev
 	$(BIN)/pip-audit --strict --disable-pip --no-deps --requirement requirements.lock
+# Runs the sandbox with traffic and a real Prometheus, draws every panel: dashboards/dashboard.png
+dashboard-png: $(VENV)/.dev
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

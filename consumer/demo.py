@@ -8,12 +8,16 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from consumer.events import AuditEvent, Outcome
+from consumer.demo_summary import summary_lines
+from consumer.events import AuditEvent
+from consumer.observability.http import HealthState
+from consumer.sandbox.admin import ROUTES
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 from consumer.sandbox.feed import AuditReader, produce
-from consumer.sandbox.samples import follow_ups, promotions, seed_users, user_id
+from consumer.sandbox.samples import SampleRecord, follow_ups, promotions, seed_users, user_id
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.tokens import Credentials
@@ -37,6 +41,7 @@ class Sandbox:
 
     broker: EmbeddedBroker
     server: SimulatorServer
+    seeded: tuple[str, ...]
 
     @property
     def simulator(self) -> CxoneSimulator:
@@ -72,7 +77,54 @@ async def sandbox(tansu_bin: str | None, *, users: int = 40) -> AsyncIterator[Sa
         SimulatorServer(simulator) as server,
     ):
         await broker.create_topics([INPUT_TOPIC, AUDIT_TOPIC, DLQ_TOPIC], partitions=PARTITIONS)
-        yield Sandbox(broker, server)
+        yield Sandbox(broker, server, tuple(user_id(n) for n in range(1, users + 1)))
+
+
+def example_policy() -> Path:
+    """The example policy shipped inside the package, used when no policy is given."""
+    # A regular (or editable) install keeps package data as files on disk.
+    return Path(str(resources.files("consumer").joinpath("example_policy.yaml")))
+
+
+def sandbox_guide(box: Sandbox, policy_file: Path) -> list[str]:
+    """What `sandbox` prints: the exports, the seeded users, the admin routes, lines to paste."""
+    lines = [f"export {name}={value}" for name, value in box.environment(policy_file).items()]
+    lines += ["", "# Seeded CXone users and the roles they hold now:"]
+    lines += [f"#   {ids:<16} {roles}" for ids, roles in _seeded_users(box)]
+    admin = f"{box.server.base_url}/_sim/"
+    lines += ["", f"# simulator admin API: {admin} (GET it for this list)"]
+    lines += [f"#   {method:<6} /_sim/{path:<11} {does}" for method, path, does in ROUTES]
+    lines += [
+        "",
+        "# Paste the exports above into two shells. In the first, run the consumer:",
+        "#   LOG_FORMAT=console cxone-role-sync run",
+        "# In the second, send events and read their audit lines:",
+        "#   cxone-role-sync send --user u-1001 --roles agent_voice,reporting_viewer "
+        "--primary agent_voice",
+        "#   cxone-role-sync send --user u-1002 --roles agent_voice,admin_support "
+        "--approval CHG-1:secops",
+        "#   cxone-role-sync send --user u-1003 --roles agent_voice,super_admin",
+        "#   cxone-role-sync audit --follow",
+        f"#   curl -s {admin}users/u-1001",
+        "#   curl -s localhost:9400/metrics | grep cxone_sync_events_total",
+    ]
+    return lines
+
+
+def _seeded_users(box: Sandbox) -> list[tuple[str, str]]:
+    """Runs of consecutive seeded users holding the same roles, as (id range, roles)."""
+    runs: list[tuple[list[str], str]] = []
+    for user in map(box.simulator.get_user, box.seeded):
+        roles = ", ".join(
+            str(role.get("value")) + (" (primary)" if role.get("primary") else "")
+            for role in user.get("roles") or []
+        )
+        roles = roles or "(none)"
+        if runs and runs[-1][1] == roles:
+            runs[-1][0].append(str(user["id"]))
+        else:
+            runs.append(([str(user["id"])], roles))
+    return [(ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}", roles) for ids, roles in runs]
 
 
 async def run_demo(
@@ -82,27 +134,34 @@ async def run_demo(
     from consumer.service import Tuning, run_service
 
     waves = [promotions(), follow_ups()]
-    total = sum(len(wave) for wave in waves)
+    records = [record for wave in waves for record in wave]
+    echo("starting the embedded broker and the CXone simulator ...")
     async with sandbox(tansu_bin) as box:
         echo(f"broker   {box.broker.bootstrap_servers} (embedded Tansu)")
-        echo(f"CXone    {box.server.scim_base_url} (simulator)")
+        echo(f"CXone    {box.server.scim_base_url} (simulator, {len(box.seeded)} seeded agents)")
+        echo(f"policy   {policy_file}")
         before = box.simulator.get_user(user_id(2))
         environment = {name.lower(): value for name, value in box.environment(policy_file).items()}
         settings = load_settings(**environment, metrics_port=0, sync_max_concurrency=8)
         stop = asyncio.Event()
+        health = HealthState()
         service = asyncio.create_task(
-            run_service(settings, stop, tuning=Tuning(metrics_host="127.0.0.1"))
+            run_service(settings, stop, tuning=Tuning(metrics_host="127.0.0.1"), health=health)
         )
+        echo("consumer starting; joining its consumer group takes a few seconds ...")
         try:
             async with AuditReader(box.broker.bootstrap_servers, AUDIT_TOPIC) as audit:
+                progress = _Progress(echo, health, asyncio.get_running_loop().time())
                 expected = 0
                 for wave in waves:
                     await produce(
                         box.broker.bootstrap_servers, INPUT_TOPIC, [(r.key, r.value) for r in wave]
                     )
-                    echo(f"fed      {len(wave)} events ({wave[0].label}, ...) to {INPUT_TOPIC}")
+                    echo(f"fed      {len(wave)} events ({_labels(wave)}) to {INPUT_TOPIC}")
                     expected += len(wave)
-                    results = await _results_while_running(service, audit, expected, within)
+                    results = await _results_while_running(
+                        service, audit, expected, within, progress
+                    )
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
@@ -111,54 +170,59 @@ async def run_demo(
     by_offset = sorted(
         results.values(), key=lambda e: (e.data.source.partition, e.data.source.offset)
     )
-    _print_summary(echo, records_total=total, results=by_offset)
-    _print_preserved(echo, before, after)
+    for line in summary_lines(records, by_offset, before=before, after=after, user_id=user_id(2)):
+        echo(line)
     return Counter(event.data.outcome.value for event in by_offset)
 
 
+def _labels(wave: list[SampleRecord]) -> str:
+    labels = list(dict.fromkeys(record.label for record in wave))
+    return labels[0] if len(labels) == 1 else f"{len(labels)} kinds of change"
+
+
+class _Progress:
+    """Says when the consumer joined and how many results arrived, at most once a second."""
+
+    def __init__(self, echo: Callable[[str], None], health: HealthState, started: float) -> None:
+        self._echo = echo
+        self._health = health
+        self._started = started
+        self._joined = False
+        self._last_count = -1
+        self._last_said = started
+
+    def update(self, now: float, count: int, expected: int) -> None:
+        """Report what changed since the last report."""
+        if not self._joined and self._health.joined:
+            self._joined = True
+            self._echo(f"joined   the consumer group after {now - self._started:.1f} s")
+        changed = count != self._last_count and count > 0
+        if changed and (count >= expected or now - self._last_said >= 1.0):
+            self._echo(f"results  {count}/{expected}")
+            self._last_count, self._last_said = count, now
+        elif now - self._last_said >= 3.0:
+            self._echo(f"waiting  {count}/{expected} results ...")
+            self._last_said = now
+
+
 async def _results_while_running(
-    service: asyncio.Task[None], audit: AuditReader, count: int, within: float
+    service: asyncio.Task[None],
+    audit: AuditReader,
+    count: int,
+    within: float,
+    progress: _Progress,
 ) -> dict[tuple[int, int], AuditEvent]:
-    """Wait for `count` audit results, failing fast if the service stops first."""
-    waiting = asyncio.create_task(audit.wait_for_results(count, within=within))
-    done, _ = await asyncio.wait({service, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    if service in done:
-        waiting.cancel()
-        service.result()
-        raise RuntimeError("the service stopped before every event had a result")
-    return waiting.result()
-
-
-def _print_summary(
-    echo: Callable[[str], None], *, records_total: int, results: list[AuditEvent]
-) -> None:
-    counts = Counter(event.data.outcome.value for event in results)
-    echo("")
-    echo(f"{records_total} events in, {len(results)} audit results out")
-    for outcome in Outcome:
-        if counts[outcome.value]:
-            echo(f"  {outcome.value:<11} {counts[outcome.value]:>4}")
-    notable = [e for e in results if e.data.outcome not in (Outcome.SYNCED,)]
-    if notable:
-        echo("")
-        echo("Not simply synced:")
-    for event in notable:
-        data = event.data
-        flag = "  ESCALATION" if data.escalation else ""
-        why = data.reason or data.detail or ""
-        echo(f"  {data.user_id or '-':<10} {data.outcome.value:<10} {why}{flag}")
-
-
-def _print_preserved(
-    echo: Callable[[str], None], before: dict[str, object], after: dict[str, object]
-) -> None:
-    echo("")
-    echo(f"{user_id(2)} after the sync: roles changed, everything else kept:")
-    for attribute in ("name", "emails", "phoneNumbers", "title"):
-        kept = "kept" if before.get(attribute) == after.get(attribute) else "CHANGED"
-        echo(f"  {attribute:<13} {kept}")
-    nice = "urn:ietf:params:scim:schemas:extension:nice:2.0:User"
-    echo(f"  {'NICE extension':<13} {'kept' if before.get(nice) == after.get(nice) else 'CHANGED'}")
-    roles = after.get("roles") or []
-    assert isinstance(roles, list)
-    echo("  roles         " + ", ".join(str(role.get("value")) for role in roles))
+    """Wait for `count` audit results, reporting progress, failing fast if the service stops."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        if service.done():
+            service.result()
+            raise RuntimeError("the service stopped before every event had a result")
+        held = len(audit.results)
+        progress.update(loop.time(), held, count)
+        if held >= count:
+            return audit.results
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {within}s waiting for {count} audit results")
+        await audit.poll()

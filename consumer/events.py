@@ -403,6 +403,13 @@ class SourcePosition(_Strict):
     offset: Annotated[int, Field(ge=0)]
 
 
+class ApprovalReference(_Strict):
+    """The approval an input event carried, as the audit records it."""
+
+    ticket: str
+    approved_by: str
+
+
 class SyncResult(_Strict):
     """The `data` of an audit event: one per input record processed."""
 
@@ -421,6 +428,7 @@ class SyncResult(_Strict):
     source: SourcePosition
     mode: Mode = Mode.LIVE
     processed_at: datetime
+    approval: ApprovalReference | None = None
 
 
 class AuditEvent(_Strict):

@@ -15,7 +15,14 @@ from pydantic import SecretStr
 
 from consumer.catalog import Policy
 from consumer.errors import Conflict, InvalidEvent, PermanentError
-from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
+from consumer.events import (
+    ApprovalReference,
+    Mode,
+    Outcome,
+    RoleChangeEvent,
+    SourcePosition,
+    SyncResult,
+)
 from consumer.fold import Folded, UserState, fold
 from consumer.scim import mapping
 from consumer.scim.client import ScimClient, ScimUser
@@ -89,6 +96,7 @@ class Synchronizer:
             "user_id": event.user_id,
             "source": source,
             "mode": mode,
+            "approval": _approval_of(event),
         }
         try:
             outcome = await self._scim.update_user(event.user_id, decide)
@@ -185,6 +193,13 @@ class Synchronizer:
         return SyncResult.model_validate(
             {**fields, "latency_ms": round(latency_ms, 3), "processed_at": datetime.now(UTC)}
         )
+
+
+def _approval_of(event: RoleChangeEvent) -> ApprovalReference | None:
+    approval = event.data.approval
+    if approval is None:
+        return None
+    return ApprovalReference(ticket=approval.ticket, approved_by=approval.approved_by)
 
 
 def superseded_result(

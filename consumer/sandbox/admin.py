@@ -19,6 +19,7 @@ It has no authentication: the simulator listens on 127.0.0.1 only.
     POST   /_sim/etags            {"on": bool}                             -> 204
     POST   /_sim/revoke           invalidate every token                   -> 204
     GET    /_sim/stats            {token_requests, requests}               -> 200
+    GET    /_sim/                 this list of routes                      -> 200 {routes}
 """
 
 from __future__ import annotations
@@ -91,6 +92,28 @@ class RateLimitInput(_Input):
     retry_after: RetryAfterStyle = RetryAfterStyle.SECONDS
 
 
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("POST", "users", "store a SCIM user with its id"),
+    ("GET", "users/{id}", "the user as stored"),
+    ("GET", "requests", "the request log"),
+    ("DELETE", "requests", "forget the request log"),
+    (
+        "POST",
+        "faults",
+        "{latency_ms, jitter_ms, script, probability, kind, include_token_endpoint}",
+    ),
+    ("DELETE", "faults", "remove latency, faults and the outage"),
+    ("POST", "outage", '{"on": bool}: every SCIM request answers 503'),
+    ("POST", "rate-limit", "{per_minute, burst, retry_after}: answer 429 beyond it"),
+    ("DELETE", "rate-limit", "stop throttling"),
+    ("POST", "etags", '{"on": bool}: send ETags and honour If-Match'),
+    ("POST", "revoke", "invalidate every token"),
+    ("GET", "stats", "{token_requests, requests}"),
+    ("GET", "", "this list of routes"),
+)
+"""Every admin route as (method, path under /_sim/, what it does)."""
+
+
 class SimulatorAdmin:
     """The ASGI app of `/_sim/`, a thin layer over the simulator's own methods."""
 
@@ -159,6 +182,12 @@ class SimulatorAdmin:
                 simulator.etags = SwitchInput.model_validate_json(body).on
             case "POST", ["revoke"]:
                 simulator.revoke_tokens()
+            case "GET", [""]:
+                routes = [
+                    {"method": method, "path": f"/_sim/{path}", "does": does}
+                    for method, path, does in ROUTES
+                ]
+                return 200, {"routes": routes}
             case "GET", ["stats"]:
                 stats = {"token_requests": simulator.token_requests}
                 return 200, stats | {"requests": len(simulator.requests)}

@@ -111,22 +111,25 @@ def _record(label: str, event: dict[str, Any]) -> SampleRecord:
 def follow_ups() -> list[SampleRecord]:
     """The second wave: every kind of change the service meets, bad input included."""
     events: list[tuple[str, dict[str, Any]]] = [
-        ("unchanged", _event(1, "evt-1-b", _roles("agent_voice"))),
+        ("unchanged: already held", _event(1, "evt-1-b", _roles("agent_voice"))),
         (
-            "privileged with approval",
+            "approved privileged grant",
             _event(2, "evt-2-b", _roles("agent_voice", "admin_support"), approval=True),
         ),
-        ("escalation: unknown role", _event(3, "evt-3-b", _roles("agent_voice", "super_admin"))),
         (
-            "escalation: no approval",
+            "escalation refused: unknown role",
+            _event(3, "evt-3-b", _roles("agent_voice", "super_admin")),
+        ),
+        (
+            "escalation refused: no approval",
             _event(4, "evt-4-b", _roles("agent_voice", "billing_admin")),
         ),
         (
-            "separation of duties",
+            "separation-of-duties conflict",
             _event(5, "evt-5-b", _roles("billing_admin", "billing_auditor"), approval=True),
         ),
         (
-            "too many roles",
+            "refused: too many roles",
             _event(
                 6,
                 "evt-6-b",
@@ -140,21 +143,25 @@ def follow_ups() -> list[SampleRecord]:
                 ),
             ),
         ),
-        ("hierarchy too deep", _event(7, "evt-7-b", _roles("floor_manager_legacy"))),
-        ("removal", _event(8, "evt-8-b", [])),
+        ("refused: hierarchy too deep", _event(7, "evt-7-b", _roles("floor_manager_legacy"))),
+        ("removal of every role", _event(8, "evt-8-b", [])),
         ("deactivation", _event(9, "evt-9-b", None, deactivate=True)),
         # The whole lifecycle: a leaver who comes back; a roles change in between keeps them out.
-        ("leaver", _event(12, "evt-12-b", None, deactivate=True)),
-        ("leaver, roles change", _event(12, "evt-12-c", _roles("agent_basic"))),
-        ("returner", _event(12, "evt-12-d", _roles("agent_voice"), reactivate=True)),
-        ("unknown user", _event(900, "evt-900-a", _roles("agent_basic"))),
+        ("leaver: deactivation", _event(12, "evt-12-b", None, deactivate=True)),
+        ("leaver: roles change, stays inactive", _event(12, "evt-12-c", _roles("agent_basic"))),
+        ("returner: reactivation", _event(12, "evt-12-d", _roles("agent_voice"), reactivate=True)),
+        ("user unknown to CXone", _event(900, "evt-900-a", _roles("agent_basic"))),
     ]
     # A burst for one user: only the newest needs writing.
     for step, role in enumerate(("qa_evaluator", "qa_manager", "reporting_analyst", "team_lead")):
-        events.append(("burst", _event(10, f"evt-10-burst-{step}", _roles(role))))
+        events.append(
+            ("burst for one user, coalesced", _event(10, f"evt-10-burst-{step}", _roles(role)))
+        )
     records = [_record(label, event) for label, event in events]
     records += [
-        SampleRecord(key=b"u-1011", value=b'{"specversion": "1.0", "id": ', label="invalid JSON"),
+        SampleRecord(
+            key=b"u-1011", value=b'{"specversion": "1.0", "id": ', label="bad record: invalid JSON"
+        ),
         SampleRecord(
             key=b"../admin",
             value=json.dumps(
@@ -166,7 +173,7 @@ def follow_ups() -> list[SampleRecord]:
                     "data": {"user_id": "../admin", "roles": []},
                 }
             ).encode(),
-            label="path traversal user id",
+            label="bad record: path-traversal user id",
         ),
     ]
     return records

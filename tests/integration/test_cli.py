@@ -144,3 +144,59 @@ def test_check_policy_on_a_missing_file() -> None:
     finished = cli("check-policy", "no-such-policy.yaml")
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == ["policy file no-such-policy.yaml: not found"]
+
+
+def test_every_bad_setting_is_one_line_of_one_error() -> None:
+    """`run` with several bad settings names each on its own line, all at once, and exits 2."""
+    environment = {**VALID_ENVIRONMENT, "SYNC_MAX_CONCURRENCY": "lots", "LOG_FORMAT": "xml"}
+    del environment["CXONE_CLIENT_ID"]
+    finished = cli("run", environment=environment)
+    assert (finished.returncode, finished.stdout) == (2, "")
+    names = [line.split(":")[1].split()[0] for line in finished.stderr.splitlines()]
+    assert names == ["CXONE_CLIENT_ID", "SYNC_MAX_CONCURRENCY", "LOG_FORMAT"]
+    for secret in SECRETS:
+        assert secret not in finished.stderr
+
+
+def test_enum_settings_take_any_case() -> None:
+    """`LOG_LEVEL=debug` is accepted: `run` gets past its settings to the unreachable broker."""
+    environment = {**VALID_ENVIRONMENT, "LOG_LEVEL": "debug", "LOG_FORMAT": "JSON"}
+    finished = cli("run", "--dry-run", environment=environment)
+    assert "configuration error" not in finished.stderr
+    assert '"level": "debug"' in finished.stdout + finished.stderr
+
+
+def test_version_is_printed() -> None:
+    """`--version` prints the installed version and exits 0."""
+    from consumer import __version__
+
+    finished = cli("--version")
+    assert (finished.returncode, finished.stdout) == (0, f"cxone-role-sync {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("run", ["  --dry-run ", "  --policy-file FILE "]),
+        ("replay", ["  --from-beginning ", "  --since TIME ", "  --offsets P:O,... "]),
+        ("demo", ["  --policy-file FILE ", "  --tansu-bin PATH ", "  --verbose "]),
+        ("send", ["  --user USER_ID ", "  --roles ROLE,... ", "  --deactivate ", "  --file FILE "]),
+        ("audit", ["  -f, --follow ", "  --since TIME ", "  --outcome OUTCOME ", "  --json "]),
+        ("check-policy", [" check-policy [OPTIONS] FILE\n", "  FILE  The policy YAML file"]),
+    ],
+)
+def test_help_shows_flags_as_flags(command: str, shown: list[str]) -> None:
+    """`COMMAND --help` shows a flag alone and a value by its name, never a type in brackets."""
+    finished = cli(command, "--help")
+    assert finished.returncode == 0
+    for text in shown:
+        assert text in finished.stdout
+    assert "<" not in finished.stdout
+    assert "{" not in finished.stdout.splitlines()[0]
+
+
+def test_shell_completion_is_offered() -> None:
+    """The top-level help offers installing shell completion."""
+    finished = cli("--help")
+    assert "--install-completion" in finished.stdout
+    assert "--show-completion" in finished.stdout

@@ -677,3 +677,24 @@ async def test_a_taken_port_is_refused_at_start(simulator_server: SimulatorServe
         await second.start()
     with pytest.raises(RuntimeError, match="not running"):
         _ = second.port
+
+
+async def test_admin_index_lists_every_route_and_each_one_answers(
+    http: httpx.AsyncClient, simulator_server: SimulatorServer
+) -> None:
+    """GET /_sim/ lists the admin routes, and every GET route it lists answers, not 404."""
+    index = await http.get(simulator_server.base_url + "/_sim/")
+    assert index.status_code == 200
+    routes = index.json()["routes"]
+    assert {"method": "GET", "path": "/_sim/stats", "does": "{token_requests, requests}"} in routes
+    assert {(route["method"], route["path"]) for route in routes} >= {
+        ("POST", "/_sim/users"),
+        ("POST", "/_sim/faults"),
+        ("POST", "/_sim/outage"),
+        ("POST", "/_sim/rate-limit"),
+        ("POST", "/_sim/revoke"),
+    }
+    for route in routes:
+        if route["method"] == "GET" and "{" not in route["path"]:
+            answer = await http.get(simulator_server.base_url + route["path"])
+            assert answer.status_code == 200, route

@@ -342,6 +342,7 @@ def test_audit_event_envelope() -> None:
         "source",
         "mode",
         "processed_at",
+        "approval",
     }
 
 

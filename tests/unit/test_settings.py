@@ -13,6 +13,7 @@ from consumer.settings import (
     LogFormat,
     SecurityProtocol,
     Settings,
+    load_kafka_settings,
     load_settings,
 )
 
@@ -636,3 +637,73 @@ def test_max_record_bytes_is_a_mebibyte_by_default_and_bounded(
     assert load_settings().kafka_max_record_bytes == 4_194_304
     environment.setenv("KAFKA_MAX_RECORD_BYTES", "1000")
     assert configuration_error().startswith("configuration error: KAFKA_MAX_RECORD_BYTES: ")
+
+
+def configuration_errors(**overrides: object) -> list[str]:
+    """Every line `load_settings` raises for the current environment."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(**overrides)
+    return str(caught.value).splitlines()
+
+
+def test_every_bad_setting_is_reported_at_once(environment: pytest.MonkeyPatch) -> None:
+    """Missing and malformed settings are all reported together, one line each, in field order."""
+    environment.delenv("CXONE_CLIENT_ID")
+    environment.delenv("POLICY_FILE")
+    environment.setenv("SYNC_MAX_CONCURRENCY", "many")
+    environment.setenv("LOG_LEVEL", "loud")
+    assert configuration_errors() == [
+        "configuration error: CXONE_CLIENT_ID is required but not set",
+        "configuration error: SYNC_MAX_CONCURRENCY: Input should be a valid integer, "
+        "unable to parse string as an integer",
+        "configuration error: POLICY_FILE is required but not set",
+        "configuration error: LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'",
+    ]
+
+
+def test_every_inconsistency_is_reported_at_once(environment: pytest.MonkeyPatch) -> None:
+    """Settings that contradict each other are all named together, one line each."""
+    environment.delenv("CXONE_TOKEN_URL")
+    environment.setenv("CXONE_ACCESS_KEY_ID", "key-id")
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/x")
+    assert configuration_errors() == [
+        "configuration error: CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required",
+        "configuration error: CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together",
+        "configuration error: WEBHOOK_SECRET is required when WEBHOOK_URL is set",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("LOG_FORMAT", "Console", "log_format", "console"),
+        ("CXONE_HTTP_TRANSPORT", "HTTPX", "cxone_http_transport", "httpx"),
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl", "kafka_security_protocol", "SASL_SSL"),
+    ],
+)
+def test_enum_values_are_case_insensitive(
+    environment: pytest.MonkeyPatch, name: str, value: str, field: str, expected: str
+) -> None:
+    """An enum setting is accepted in any case and normalised to its documented spelling."""
+    environment.setenv(name, value)
+    environment.setenv("KAFKA_SASL_MECHANISM", "scram-sha-512")
+    environment.setenv("KAFKA_SASL_USERNAME", "role-sync")
+    environment.setenv("KAFKA_SASL_PASSWORD", "sasl-password")
+    settings = load_settings()
+    assert getattr(settings, field) == expected
+    assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_kafka_settings_need_no_cxone_or_policy(environment: pytest.MonkeyPatch) -> None:
+    """The Kafka settings load without any CXone or policy setting, and check SASL the same way."""
+    for name in REQUIRED:
+        environment.delenv(name)
+    environment.setenv("KAFKA_INPUT_TOPIC", "idp.custom")
+    assert load_kafka_settings().kafka_input_topic == "idp.custom"
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigurationError) as caught:
+        load_kafka_settings()
+    assert str(caught.value) == (
+        "configuration error: KAFKA_SASL_MECHANISM is required with a SASL security protocol"
+    )
