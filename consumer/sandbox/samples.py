@@ -149,7 +149,10 @@ def follow_ups() -> list[SampleRecord]:
         # The whole lifecycle: a leaver who comes back; a roles change in between keeps them out.
         ("leaver: deactivation", _event(12, "evt-12-b", None, deactivate=True)),
         ("leaver: roles change, stays inactive", _event(12, "evt-12-c", _roles("agent_basic"))),
-        ("returner: reactivation", _event(12, "evt-12-d", _roles("agent_voice"), reactivate=True)),
+        (
+            "returner: reactivation",
+            _event(12, "evt-12-d", _roles("agent_blended"), reactivate=True),
+        ),
         ("user unknown to CXone", _event(900, "evt-900-a", _roles("agent_basic"))),
     ]
     # A burst for one user: only the newest needs writing.
