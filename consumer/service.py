@@ -32,7 +32,12 @@ from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, ins
 from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import Settings
 from consumer.stream.consumer import FlowLimits, StreamConsumer
-from consumer.stream.kafka import build_producer, connection_options, verify_broker_tls
+from consumer.stream.kafka import (
+    build_producer,
+    connection_options,
+    instrument_kafka_retries,
+    verify_broker_tls,
+)
 from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
@@ -142,6 +147,7 @@ async def run_service(
     health = health or HealthState()
     policy = load_policy(settings.policy_file)
     instrument_retries()
+    instrument_kafka_retries()
     client_id = f"cxone-role-sync-{socket.gethostname()}"
 
     closers = _Closers()

@@ -13,8 +13,11 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import KafkaError
+from stamina.instrumentation import RetryDetails
 
 from consumer.errors import ConfigurationError
+from consumer.observability.retries import install_retry_hook
 from consumer.settings import SaslMechanism, SecurityProtocol, Settings
 
 log = structlog.get_logger(__name__)
@@ -225,3 +228,18 @@ async def partitions_of(
             raise ConfigurationError(f"topic {topic} does not exist or has no partitions")
         await consumer.topics()
         await asyncio.sleep(0.05)
+
+
+def log_kafka_retry(details: RetryDetails) -> None:
+    """stamina hook of the Kafka subsystem: a publish or a connection to the brokers retried."""
+    log.info(
+        "kafka.retry",
+        retry=details.retry_num,
+        wait_seconds=round(details.wait_for, 3),
+        error=type(details.caused_by).__name__,
+    )
+
+
+def instrument_kafka_retries() -> None:
+    """Log the Kafka clients' retries under this module; called once at start-up."""
+    install_retry_hook("kafka", (KafkaError,), log_kafka_retry)

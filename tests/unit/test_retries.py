@@ -6,12 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 import stamina
+from aiokafka.errors import KafkaTimeoutError
 from stamina.instrumentation import RetryDetails
 from structlog.testing import capture_logs
 
 from consumer.errors import NetworkError
 from consumer.observability import retries
 from consumer.scim.client import count_retry
+from consumer.stream.kafka import instrument_kafka_retries
 
 
 def details(error: Exception) -> RetryDetails:
@@ -57,10 +59,23 @@ def test_each_retry_goes_to_the_subsystem_owning_its_error() -> None:
 
 
 def test_a_retry_no_subsystem_claims_is_logged_under_the_router() -> None:
-    """An unclaimed retry (say Kafka's) is logged once, not counted as a SCIM retry."""
+    """A retry no subsystem owns is logged once, under the router, not counted as a SCIM retry."""
     retries.install_retry_hook("scim", (NetworkError,), count_retry)
 
     with capture_logs() as logs:
         retries.route_retry(details(TimeoutError("broker")))
 
     assert [(e["event"], e["error"]) for e in logs] == [("retry.scheduled", "TimeoutError")]
+
+
+def test_kafka_retries_are_logged_by_the_kafka_subsystem() -> None:
+    """A Kafka error's retry is logged as kafka.retry, never counted as a SCIM retry."""
+    retries.install_retry_hook("scim", (NetworkError,), count_retry)
+    instrument_kafka_retries()
+
+    with capture_logs() as logs:
+        retries.route_retry(details(KafkaTimeoutError()))
+
+    assert [(e["event"], e["error"], e["retry"]) for e in logs] == [
+        ("kafka.retry", "KafkaTimeoutError", 1)
+    ]
