@@ -160,6 +160,7 @@ def replay(
         int | None,
         typer.Option(
             min=0,
+            metavar="N",
             help="Revocations this run may apply before the guard stops it"
             " (default: the policy's max_revocations).",
         ),
@@ -168,6 +169,7 @@ def replay(
         int | None,
         typer.Option(
             min=0,
+            metavar="N",
             help="Write nothing if a dry pass counts more than this many users to write.",
         ),
     ] = None,
