@@ -212,9 +212,10 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         # Only the files carry the secrets.
         del pipeline.environment["CXONE_CLIENT_SECRET"]
         del pipeline.environment["CXONE_ACCESS_KEY_SECRET"]
-        # The token endpoint fails every way it can before it issues the first token.
+        # The token endpoint fails each way (an error, a reset, a throttle) before it issues the
+        # first token; each failure costs a token backoff (1 s, doubling) in the process.
         simulator.faults.include_token_endpoint = True
-        simulator.script_faults(503, 500, "reset", 429, 502)
+        simulator.script_faults(503, "reset", 429)
         await produce(pipeline.bootstrap_servers, pipeline.input_topic, first_batch())
         service = ServiceProcess(pipeline.environment).start()
         try:
