@@ -12,6 +12,7 @@ import random
 import string
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from hypothesis import strategies as st
 
 ALLOWED_USER_ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._@:-")
@@ -271,3 +272,20 @@ def fixed_hostile_records(seed: int = 11) -> list[bytes]:
     records += [huge("display_name", 100_000), huge("user_id", 129)]
     records += [with_extra("data", "is_admin", True), with_extra("role", "__proto__", {})]
     return records
+
+
+def consumer_record(value: bytes | None, key: bytes | None = None) -> ConsumerRecord[bytes, bytes]:
+    """A Kafka record as aiokafka hands it to the consumer."""
+    return ConsumerRecord(
+        topic="idp.role-changes",
+        partition=0,
+        offset=7,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=[],
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,26 +30,12 @@ from tests.hostile import (
     with_duplicate_key,
     with_user_id,
 )
+from tests.hostile import (
+    consumer_record as record,
+)
 
 REASONS = {"invalid_json", "schema_violation", "too_large"}
 BASE_URL = "https://cxone.example.com/scim/v2"
-
-
-def record(value: bytes | None, key: bytes | None = None) -> ConsumerRecord[bytes, bytes]:
-    """A Kafka record as aiokafka hands it to the consumer."""
-    return ConsumerRecord(
-        topic="idp.role-changes",
-        partition=0,
-        offset=7,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key or b""),
-        serialized_value_size=len(value or b""),
-        headers=[],
-    )
 
 
 def classify(value: bytes | None, key: bytes | None = None) -> str:

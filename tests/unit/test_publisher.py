@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from aiokafka import ConsumerRecord
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -27,6 +26,7 @@ from consumer.stream.publisher import (
     blocks_delivery,
     dead_letter_envelope,
 )
+from tests.hostile import consumer_record
 
 MIB = 1 << 20
 
@@ -112,26 +112,9 @@ def test_a_huge_key_is_cut_too_and_described() -> None:
     assert headers["x-original-key-sha256"] == hashlib.sha256(key).hexdigest().encode()
 
 
-def record(key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
-    """A consumer record as aiokafka hands it over."""
-    return ConsumerRecord(
-        topic="t",
-        partition=0,
-        offset=5,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key or b""),
-        serialized_value_size=len(value or b""),
-        headers=[],
-    )
-
-
 def test_a_record_above_the_limit_is_too_large_unparsed() -> None:
     """Key plus value above max_bytes is invalid, too_large, whatever the bytes are."""
-    item = read_record(record(b"u-1", b"x" * 1000), epoch=0, now=0.0, max_bytes=1000)
+    item = read_record(consumer_record(b"x" * 1000, b"u-1"), epoch=0, now=0.0, max_bytes=1000)
     assert item.event is None
     assert item.invalid is not None
     assert item.invalid.reason == "too_large"
@@ -140,7 +123,7 @@ def test_a_record_above_the_limit_is_too_large_unparsed() -> None:
 
 def test_a_record_at_the_limit_is_parsed() -> None:
     """A record exactly at the limit is parsed (and here found to be invalid JSON)."""
-    item = read_record(record(b"u-1", b"x" * 997), epoch=0, now=0.0, max_bytes=1000)
+    item = read_record(consumer_record(b"x" * 997, b"u-1"), epoch=0, now=0.0, max_bytes=1000)
     assert item.invalid is not None
     assert item.invalid.reason == "invalid_json"
 
