@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 
 from consumer.demo import DEMO_CREDENTIALS
 from consumer.sandbox.samples import seed_users
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
+from consumer.signals import run_until_signalled
 
 
 async def serve(*, port: int, users: int, latency_ms: float, stop: asyncio.Event) -> None:
@@ -37,16 +37,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     options = parser.parse_args(argv)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(
+    run_until_signalled(
+        lambda stop: serve(
             port=options.port, users=options.users, latency_ms=options.latency_ms, stop=stop
         )
-
-    asyncio.run(run())
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import random
-import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from consumer.sandbox.samples import SampleRecord, user_id
 from consumer.sandbox.topics import create_topics
 from consumer.send import EventRequest, encode, event_document
+from consumer.signals import run_until_signalled
 
 EVERYDAY = (
     ("agent_voice",),
@@ -108,20 +108,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=40)
     options = parser.parse_args(argv)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await send_traffic(
+    run_until_signalled(
+        lambda stop: send_traffic(
             options.bootstrap_servers,
             options.topic,
             per_second=options.per_second,
             users=options.users,
             stop=stop,
         )
-
-    asyncio.run(run())
+    )
 
 
 if __name__ == "__main__":
