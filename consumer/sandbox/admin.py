@@ -31,8 +31,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from consumer.sandbox.asgi import Receive, Scope, Send, read_body, send_json
 from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer
+from consumer.sandbox.nice import CxoneUser
 from consumer.sandbox.throttle import RetryAfterStyle
-from consumer.scim.nice import CxoneUser
 
 if TYPE_CHECKING:
     from consumer.sandbox.simulator import CxoneSimulator

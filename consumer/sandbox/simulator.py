@@ -34,11 +34,11 @@ from consumer.sandbox.asgi import (
     write_raw_and_close,
 )
 from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule, user_of_path
+from consumer.sandbox.nice import CxoneUser, NiceUser
 from consumer.sandbox.request_log import RequestLog, RequestRecord
 from consumer.sandbox.scim_app import CxoneScimApplication
 from consumer.sandbox.throttle import RetryAfterStyle, TokenBucket, retry_after_value
 from consumer.sandbox.tokens import Credentials, TokenIssuer, TokenRefused
-from consumer.scim.nice import CxoneUser, NiceUser
 
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 DISCOVERY_PATH = "/.well-known/openid-configuration"
