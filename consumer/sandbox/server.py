@@ -1,4 +1,4 @@
-"""Serves a `CxoneSimulator` over real HTTP with uvicorn, inside the caller's event loop."""
+"""Serves a `CxoneSimulator` and its admin API over real HTTP with uvicorn, in the caller's loop."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from types import TracebackType
 
 import uvicorn
 
+from consumer.sandbox.admin import ADMIN_PREFIX, SimulatorAdmin
+from consumer.sandbox.asgi import Receive, Scope, Send
 from consumer.sandbox.simulator import SCIM_PREFIX, TOKEN_PATH, CxoneSimulator
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -33,6 +35,21 @@ class _QuietServer(uvicorn.Server):
         while not await self.on_tick(0):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.exit_requested.wait(), timeout=1.0)
+
+
+class _Mounted:
+    """The simulator with its admin API mounted under `/_sim/` (admin requests are not logged)."""
+
+    def __init__(self, simulator: CxoneSimulator) -> None:
+        self._simulator = simulator
+        self._admin = SimulatorAdmin(simulator)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request: an admin one, or one for the simulator."""
+        if scope["type"] == "http" and scope["path"].startswith(ADMIN_PREFIX):
+            await self._admin(scope, receive, send)
+        else:
+            await self._simulator(scope, receive, send)
 
 
 class SimulatorServer:
@@ -77,7 +94,7 @@ class SimulatorServer:
     async def start(self) -> None:
         """Start serving and return once the socket is listening."""
         config = uvicorn.Config(
-            self.simulator,
+            _Mounted(self.simulator),
             http="h11",
             lifespan="off",
             access_log=False,

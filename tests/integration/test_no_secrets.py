@@ -214,7 +214,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         del pipeline.environment["CXONE_ACCESS_KEY_SECRET"]
         # The token endpoint fails each way (an error, a reset, a throttle) before it issues the
         # first token; each failure costs a token backoff (1 s, doubling) in the process.
-        simulator.faults.include_token_endpoint = True
+        simulator.faults_on_token_endpoint = True
         simulator.script_faults(503, "reset", 429)
         await produce(pipeline.bootstrap_servers, pipeline.input_topic, first_batch())
         service = ServiceProcess(pipeline.environment).start()
@@ -223,7 +223,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
                 await audit.wait_for_results(len(first_batch()), within=90)
                 # A key rotation: the next SCIM request gets 401 and the service refreshes; SCIM
                 # itself answers 429 and 5xx and resets a connection.
-                simulator.faults.include_token_endpoint = False
+                simulator.faults_on_token_endpoint = False
                 simulator.revoke_tokens()
                 simulator.script_faults(429, 503, "reset", 500)
                 await produce(pipeline.bootstrap_servers, pipeline.input_topic, second_batch())
