@@ -7,10 +7,10 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from types import TracebackType
 
 import uvicorn
 
+from consumer.lifecycle import StartStop
 from consumer.sandbox.admin import ADMIN_PREFIX, SimulatorAdmin
 from consumer.sandbox.asgi import Receive, Scope, Send
 from consumer.sandbox.simulator import SCIM_PREFIX, TOKEN_PATH, CxoneSimulator
@@ -52,7 +52,7 @@ class _Mounted:
             await self._simulator(scope, receive, send)
 
 
-class SimulatorServer:
+class SimulatorServer(StartStop):
     """Async context manager: serves the simulator on `host`:`port` (0 picks a free port)."""
 
     def __init__(self, simulator: CxoneSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -159,15 +159,3 @@ class SimulatorServer:
             self._server = None
             self._task = None
             self._close_socket()
-
-    async def __aenter__(self) -> SimulatorServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
