@@ -108,8 +108,9 @@ async def _run(arguments: argparse.Namespace, names: list[str]) -> list[Table]:
     made: list[Table] = []
     for name in names:
         print(f"== {name} ...", flush=True)
-        machine = CpuSample.now()
+        machine, started = CpuSample.now(), time.perf_counter()
         tables = await parts[name]()
+        tables[-1].seconds = time.perf_counter() - started
         busy = CpuSample.now().busy_cores_since(machine)
         tables[-1].notes.append(
             f"Machine-wide, {busy:.2f} of {os.cpu_count()} cores were busy on average during "

@@ -15,12 +15,12 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from consumer.demo import DEMO_CREDENTIALS
+from consumer.lifecycle import StartStop
 from consumer.sandbox.samples import seed_users
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
@@ -30,7 +30,7 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 
-class SimulatorProcess:
+class SimulatorProcess(StartStop):
     """Async context manager: a simulator child process, and its admin API at `/_sim/`."""
 
     def __init__(
@@ -151,18 +151,6 @@ class SimulatorProcess:
             if process.returncode is not None:
                 break
         self._errors.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def _stdin_closed() -> None:

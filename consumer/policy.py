@@ -21,8 +21,6 @@ from consumer.scim.mapping import DesiredRole
 
 __all__ = [
     "Decision",
-    "DesiredRole",
-    "Policy",
     "Reason",
     "Violation",
     "approval_signature",

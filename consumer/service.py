@@ -20,12 +20,10 @@ from consumer import __version__
 from consumer.catalog import load_policy
 from consumer.errors import ConfigurationError, CredentialsRejected, SyncError
 from consumer.events import Mode
-from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
 from consumer.observability.metrics import INFLIGHT
-from consumer.policy import Policy
-from consumer.revocations import RevocationGate
+from consumer.revocation_guard import build_gate
 from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider
 from consumer.scim.circuit import CircuitBreaker
 from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, instrument_retries
@@ -63,15 +61,6 @@ class Tuning:
     # member when its session times out.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
-
-
-def build_gate(policy: Policy) -> RevocationGate:
-    """The mass-revocation gate the policy asks for (a pass-through when it asks for none)."""
-    config = policy.mass_revocation_guard
-    guard = (
-        None if config is None else RevocationGuard(config.max_revocations, config.window_seconds)
-    )
-    return RevocationGate(guard)
 
 
 @dataclass(frozen=True)

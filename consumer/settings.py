@@ -349,11 +349,6 @@ class Settings(KafkaSettings):
         return self
 
     @property
-    def uses_password_grant(self) -> bool:
-        """CXone back-end apps authenticate with an access key through the password grant."""
-        return self.cxone_access_key_id is not None
-
-    @property
     def required_scopes(self) -> frozenset[str]:
         """The scopes a token must carry, when the token endpoint reports any."""
         return frozenset(self.cxone_required_scopes.split())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import inspect
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 import structlog
 from aiohttp import web
@@ -13,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import SecretStr
 
+from consumer.lifecycle import StartStop
 from consumer.observability.metrics import CIRCUIT_OPEN, REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -74,7 +74,7 @@ class HealthState:
         return None
 
 
-class HealthServer:
+class HealthServer(StartStop):
     """Serves the consumer's metrics, liveness, readiness and guard release on one port."""
 
     def __init__(
@@ -138,18 +138,6 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> HealthServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

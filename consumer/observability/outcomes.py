@@ -15,7 +15,7 @@ from consumer.observability.metrics import (
     LATENCY,
 )
 
-log = structlog.get_logger("consumer.sync")
+log = structlog.get_logger(__name__)
 
 _SUCCESS = frozenset({Outcome.SYNCED, Outcome.UNCHANGED})
 # Someone should look at these: a refused change (an escalation first of all) or a given-up write.

@@ -1,6 +1,8 @@
 """The simulator's admin API under `/_sim/`, so another process can seed users and cause trouble.
 
-It has no authentication: the simulator listens on 127.0.0.1 only.
+It has no authentication: the simulator listens on 127.0.0.1 only. It turns the knobs of
+`SimulatorKnobs`, the narrow interface the simulator offers; `server.py` mounts it beside the
+simulator, which knows nothing of it.
 
     POST   /_sim/users            a SCIM user with its id: store it        -> 201 the user
     GET    /_sim/users/{id}       the user as stored                       -> 200 / 404
@@ -25,17 +27,62 @@ It has no authentication: the simulator listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from consumer.sandbox.asgi import Receive, Scope, Send, read_body, send_json
-from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer
+from consumer.sandbox.faults import Fault, UserAnswer
+from consumer.sandbox.nice import CxoneUser
+from consumer.sandbox.request_log import RequestRecord
 from consumer.sandbox.throttle import RetryAfterStyle
-from consumer.scim.nice import CxoneUser
 
-if TYPE_CHECKING:
-    from consumer.sandbox.simulator import CxoneSimulator
+ADMIN_PREFIX = "/_sim/"
+
+
+class SimulatorKnobs(Protocol):
+    """What the admin API may read and turn on a simulator, and nothing more."""
+
+    etags: bool
+    faults_on_token_endpoint: bool
+
+    @property
+    def requests(self) -> Sequence[RequestRecord]: ...
+    @property
+    def token_requests(self) -> int: ...
+    def store_user(self, user: CxoneUser) -> dict[str, Any]: ...
+    def get_user(self, user_id: str) -> dict[str, Any]: ...
+    def clear_requests(self) -> None: ...
+    def set_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None: ...
+    def set_fault_probability(self, probability: float, kind: Fault) -> None: ...
+    def script_faults(self, *faults: Fault) -> None: ...
+    def clear_faults(self) -> None: ...
+    def set_outage(self, on: bool) -> None: ...
+    def set_token_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None: ...
+    def set_token_fault_probability(self, probability: float, kind: Fault) -> None: ...
+    def script_token_faults(self, *faults: Fault) -> None: ...
+    def set_token_outage(self, on: bool) -> None: ...
+    def set_user_rule(
+        self,
+        user_id: str,
+        method: str,
+        answer: UserAnswer,
+        *,
+        scim_type: str | None = None,
+        detail: str = "injected by the simulator",
+        times: int | None = None,
+    ) -> None: ...
+    def clear_user_rules(self, user_id: str | None = None) -> None: ...
+    def set_rate_limit(
+        self,
+        per_minute: float,
+        *,
+        burst: int = 1,
+        retry_after: RetryAfterStyle = RetryAfterStyle.SECONDS,
+    ) -> None: ...
+    def clear_rate_limit(self) -> None: ...
+    def revoke_tokens(self) -> None: ...
 
 
 # A fault is written as a status code (503) or a word ("reset").
@@ -117,7 +164,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 class SimulatorAdmin:
     """The ASGI app of `/_sim/`, a thin layer over the simulator's own methods."""
 
-    def __init__(self, simulator: CxoneSimulator) -> None:
+    def __init__(self, simulator: SimulatorKnobs) -> None:
         self.simulator = simulator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,7 +197,7 @@ class SimulatorAdmin:
             case "GET", ["requests"]:
                 return 200, [record.as_json() for record in simulator.requests]
             case "DELETE", ["requests"]:
-                simulator.log.clear()
+                simulator.clear_requests()
             case "POST", ["faults"]:
                 self._set_faults(FaultsInput.model_validate_json(body))
             case "DELETE", ["faults"]:
@@ -202,15 +249,17 @@ class SimulatorAdmin:
         if faults.probability is not None:
             simulator.set_fault_probability(faults.probability, faults.kind)
         if faults.include_token_endpoint is not None:
-            simulator.faults.include_token_endpoint = faults.include_token_endpoint
+            simulator.faults_on_token_endpoint = faults.include_token_endpoint
         simulator.script_faults(*faults.script)
 
     def _set_token_faults(self, faults: TokenFaultsInput) -> None:
-        plan: FaultPlan = self.simulator.token_faults
+        simulator = self.simulator
         if faults.latency_ms is not None:
-            plan.set_latency(faults.latency_ms / 1000, jitter_seconds=faults.jitter_ms / 1000)
+            simulator.set_token_latency(
+                faults.latency_ms / 1000, jitter_seconds=faults.jitter_ms / 1000
+            )
         if faults.probability is not None:
-            plan.set_probability(faults.probability, faults.kind)
+            simulator.set_token_fault_probability(faults.probability, faults.kind)
         if faults.outage is not None:
-            plan.outage = faults.outage
-        plan.script(faults.script)
+            simulator.set_token_outage(faults.outage)
+        simulator.script_token_faults(*faults.script)

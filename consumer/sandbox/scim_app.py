@@ -27,8 +27,8 @@ from scim2_server.memory import AsyncInMemoryStorage, InMemoryStorage
 from scim2_server.requests import ScimRequest
 from scim2_server.service import ScimService
 
+from consumer.sandbox.nice import CxoneUser, NiceUser
 from consumer.sandbox.tokens import TokenIssuer
-from consumer.scim.nice import CxoneUser, NiceUser
 
 USER_RESOURCE_TYPE = ResourceType.from_resource(CxoneUser)
 # Users are filtered on userName; CXone caps a page at 100.

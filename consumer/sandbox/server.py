@@ -1,4 +1,4 @@
-"""Serves a `CxoneSimulator` over real HTTP with uvicorn, inside the caller's event loop."""
+"""Serves a `CxoneSimulator` and its admin API over real HTTP with uvicorn, in the caller's loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from types import TracebackType
 
 import uvicorn
 
+from consumer.lifecycle import StartStop
+from consumer.sandbox.admin import ADMIN_PREFIX, SimulatorAdmin
+from consumer.sandbox.asgi import Receive, Scope, Send
 from consumer.sandbox.simulator import SCIM_PREFIX, TOKEN_PATH, CxoneSimulator
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -35,7 +37,22 @@ class _QuietServer(uvicorn.Server):
                 await asyncio.wait_for(self.exit_requested.wait(), timeout=1.0)
 
 
-class SimulatorServer:
+class _Mounted:
+    """The simulator with its admin API mounted under `/_sim/` (admin requests are not logged)."""
+
+    def __init__(self, simulator: CxoneSimulator) -> None:
+        self._simulator = simulator
+        self._admin = SimulatorAdmin(simulator)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request: an admin one, or one for the simulator."""
+        if scope["type"] == "http" and scope["path"].startswith(ADMIN_PREFIX):
+            await self._admin(scope, receive, send)
+        else:
+            await self._simulator(scope, receive, send)
+
+
+class SimulatorServer(StartStop):
     """Async context manager: serves the simulator on `host`:`port` (0 picks a free port)."""
 
     def __init__(self, simulator: CxoneSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -77,7 +94,7 @@ class SimulatorServer:
     async def start(self) -> None:
         """Start serving and return once the socket is listening."""
         config = uvicorn.Config(
-            self.simulator,
+            _Mounted(self.simulator),
             http="h11",
             lifespan="off",
             access_log=False,
@@ -142,15 +159,3 @@ class SimulatorServer:
             self._server = None
             self._task = None
             self._close_socket()
-
-    async def __aenter__(self) -> SimulatorServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

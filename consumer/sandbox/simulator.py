@@ -1,8 +1,8 @@
 """The CXone simulator: its state, the knobs tests turn, and the ASGI app that serves them.
 
-Routes: `/.well-known/openid-configuration`, `POST /auth/token`, `/scim/v2/...` (scim2-server)
-and the admin API under `/_sim/` (see `admin.py`). Latency, faults, the outage and the rate
-limit apply to SCIM requests, and to token requests when `faults.include_token_endpoint`.
+Routes: `/.well-known/openid-configuration`, `POST /auth/token` and `/scim/v2/...` (scim2-server);
+`server.py` mounts the admin API (`admin.py`) beside it under `/_sim/`. Latency, faults, the outage
+and the rate limit apply to SCIM requests, and to token requests when `faults_on_token_endpoint`.
 `token_faults` is a plan of its own for the token endpoint alone (an outage, slowness,
 `invalid_client`); user rules answer chosen requests on one user (403, 409, 412, redirects, a
 malformed or cut-short response, a hang) instead of serving them.
@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, unquote
 
 from scim2_models import Email, Error, Name, NotFoundException, PhoneNumber, Role
 
-from consumer.sandbox.admin import SimulatorAdmin
 from consumer.sandbox.asgi import (
     Message,
     Receive,
@@ -34,16 +33,15 @@ from consumer.sandbox.asgi import (
     write_raw_and_close,
 )
 from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule, user_of_path
+from consumer.sandbox.nice import CxoneUser, NiceUser
 from consumer.sandbox.request_log import RequestLog, RequestRecord
 from consumer.sandbox.scim_app import CxoneScimApplication
 from consumer.sandbox.throttle import RetryAfterStyle, TokenBucket, retry_after_value
 from consumer.sandbox.tokens import Credentials, TokenIssuer, TokenRefused
-from consumer.scim.nice import CxoneUser, NiceUser
 
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 SCIM_PREFIX = "/scim"
-ADMIN_PREFIX = "/_sim/"
 SCIM_MEDIA_TYPE = "application/scim+json"
 USERS_PREFIX = SCIM_PREFIX + "/v2/Users/"
 
@@ -54,7 +52,8 @@ SeedRole = tuple[str, str | None, bool]
 class CxoneSimulator:
     """An in-memory CXone: OAuth tokens, SCIM users, and trouble on demand.
 
-    Drive it in-process through its methods, or from another process through `/_sim/`.
+    Drive it in-process through its methods, or from another process through `/_sim/` (the
+    admin API `server.py` mounts beside it).
     `clock` (monotonic seconds) rules token expiry and the rate limit.
     """
 
@@ -81,7 +80,6 @@ class CxoneSimulator:
         # Users whose reads get a 200 with JSON nested deeper than any parser takes.
         self.bottomless_users: set[str] = set()
         self._clock = clock
-        self._admin = SimulatorAdmin(self)
         self._released = asyncio.Event()
 
     # Users
@@ -154,6 +152,15 @@ class CxoneSimulator:
         self.scim.cxone_service.etags = on
 
     @property
+    def faults_on_token_endpoint(self) -> bool:
+        """Whether latency, faults and the outage apply to token requests as well as SCIM ones."""
+        return self.faults.include_token_endpoint
+
+    @faults_on_token_endpoint.setter
+    def faults_on_token_endpoint(self, on: bool) -> None:
+        self.faults.include_token_endpoint = on
+
+    @property
     def token_lifetime_seconds(self) -> int:
         """The `expires_in` of tokens issued from now on."""
         return self.tokens.lifetime_seconds
@@ -171,6 +178,10 @@ class CxoneSimulator:
     def requests(self) -> list[RequestRecord]:
         """Every request received so far, admin requests excepted, oldest first."""
         return self.log.records
+
+    def clear_requests(self) -> None:
+        """Forget every request received so far."""
+        self.log.clear()
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued token: the next SCIM request with one gets 401."""
@@ -229,6 +240,22 @@ class CxoneSimulator:
         """Answer every token request with 503 until switched off; SCIM is unaffected."""
         self.token_faults.outage = on
 
+    def set_token_latency(self, seconds: float, *, jitter_seconds: float = 0.0) -> None:
+        """Delay every token request by `seconds` plus up to `jitter_seconds` (not SCIM)."""
+        self.token_faults.set_latency(seconds, jitter_seconds=jitter_seconds)
+
+    def script_token_faults(self, *faults: Fault | int | str) -> None:
+        """Fail the next token requests, one fault each; SCIM is unaffected."""
+        self.token_faults.script(faults)
+
+    def set_token_fault_probability(
+        self, probability: float, kind: Fault | int | str = Fault.UNAVAILABLE
+    ) -> None:
+        """Fail each unscripted token request with `probability`, with the fault `kind`."""
+        self.token_faults.set_probability(
+            probability, kind if isinstance(kind, Fault) else Fault.parse(kind)
+        )
+
     def set_rate_limit(
         self,
         per_minute: float,
@@ -259,9 +286,6 @@ class CxoneSimulator:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path.startswith(ADMIN_PREFIX):
-            await self._admin(scope, receive, send)
-            return
         body = await read_body(receive)
         record = self.log.open(
             RequestRecord(

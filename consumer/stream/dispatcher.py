@@ -30,6 +30,9 @@ from typing import Generic, TypeVar
 
 import structlog
 
+log = structlog.get_logger(__name__)
+
+
 T = TypeVar("T")
 
 
@@ -211,7 +214,7 @@ class KeyedDispatcher(Generic[T]):
                     await self._on_superseded(old, item)
                 except Exception:
                     # Auditing a superseded item must not fail; if it does, that is a bug.
-                    structlog.get_logger().exception("dispatch_on_superseded_crashed", key=key)
+                    log.exception("dispatch_on_superseded_crashed", key=key)
                 taken.remove(old)
                 self._notify()
             self._set_inflight(self._inflight + 1)
@@ -219,7 +222,7 @@ class KeyedDispatcher(Generic[T]):
                 await self._handler(item)
             except Exception:
                 # The handler owns its errors; one escaping is a bug, so say so loudly.
-                structlog.get_logger().exception("dispatch_handler_crashed", key=key)
+                log.exception("dispatch_handler_crashed", key=key)
             finally:
                 self._set_inflight(self._inflight - 1)
         finally:

@@ -12,13 +12,14 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+
+from consumer.lifecycle import StartStop
 
 # Grafana's interval variables, given values that hold several 1 s scrapes.
 GRAFANA_VARIABLES = {
@@ -121,7 +122,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class PrometheusServer:
+class PrometheusServer(StartStop):
     """A `prometheus` process scraping `target` (host:port) every second until stopped."""
 
     def __init__(
@@ -225,18 +226,6 @@ class PrometheusServer:
         if self._directory is not None:
             self._directory.cleanup()
             self._directory = None
-
-    async def __aenter__(self) -> PrometheusServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _get(self, path: str, **params: str) -> Any:
         if self._client is None:

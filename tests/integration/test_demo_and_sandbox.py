@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from consumer.sandbox.broker import kafka_answers
+from tests.integration.test_send_and_audit import cli
 
 WITHIN = 90.0
 """Seconds any one step may take before a test fails; generous for a loaded machine."""
@@ -106,24 +107,6 @@ def test_demo_refuses_a_bad_policy_before_starting_anything(tmp_path: Path) -> N
     assert "nowhere" in line
 
 
-async def _cli(*arguments: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "consumer",
-        *arguments,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WITHIN):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_sandbox_guides_a_newcomer_from_exports_to_an_audit_line(tmp_path: Path) -> None:
     """`sandbox` prints exports, users, admin routes and lines that, pasted, send and audit."""
     sandbox = await asyncio.create_subprocess_exec(
@@ -178,13 +161,15 @@ async def test_sandbox_guides_a_newcomer_from_exports_to_an_audit_line(tmp_path:
         [send_line] = [line for line in printed if "--approval CHG-1:secops" in line]
         command = shlex.split(send_line.removeprefix("#   "))
         assert command[:2] == ["cxone-role-sync", "send"]
-        code, out, err = await _cli(*command[1:], env=env, cwd=tmp_path)
+        code, out, err = await cli(*command[1:], env=env, cwd=tmp_path, within=WITHIN)
         assert (code, err) == (0, "")
         assert "user u-1002" in out
         async with asyncio.timeout(WITHIN):
             audit = ""
             while "synced" not in audit:
-                code, audit, err = await _cli("audit", "--user", "u-1002", env=env, cwd=tmp_path)
+                code, audit, err = await cli(
+                    "audit", "--user", "u-1002", env=env, cwd=tmp_path, within=WITHIN
+                )
                 assert (code, err) == (0, "")
                 await asyncio.sleep(0.5)  # polling a subprocess; the deadline is the timeout
         assert "approved CHG-1 by secops" in audit

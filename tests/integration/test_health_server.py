@@ -11,10 +11,9 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from consumer.guard import RevocationGuard
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
-from consumer.revocations import RevocationGate
+from consumer.revocation_guard import RevocationGate, RevocationGuard
 from tests.integration.harness import wait_until
 
 ADMIN_TOKEN = "admin-token-3f9a7c1e5b2d"

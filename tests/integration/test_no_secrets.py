@@ -31,6 +31,7 @@ from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.tokens import Credentials, IssuedToken
 from tests.conftest import Topics
 from tests.integration.harness import ServiceProcess, logged, make_pipeline
+from tests.integration.hook import HookEndpoint
 
 USERS = [f"u-{n}" for n in range(6)]
 
@@ -65,34 +66,18 @@ def secret_files(directory: Path, values: Mapping[str, str]) -> dict[str, str]:
     return environment
 
 
-class WebhookRecorder:
+class WebhookRecorder(HookEndpoint):
     """A webhook endpoint on 127.0.0.1 that fails the first delivery and keeps every request."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         """Record headers and body; answer 503 the first time so the sender retries."""
         body = await request.read()
         self.requests.append(f"{dict(request.headers)!r}\n{body.decode(errors='replace')}")
         return web.Response(status=503 if len(self.requests) == 1 else 200)
-
-    async def __aenter__(self) -> WebhookRecorder:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/hook"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture
@@ -214,7 +199,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
         del pipeline.environment["CXONE_ACCESS_KEY_SECRET"]
         # The token endpoint fails each way (an error, a reset, a throttle) before it issues the
         # first token; each failure costs a token backoff (1 s, doubling) in the process.
-        simulator.faults.include_token_endpoint = True
+        simulator.faults_on_token_endpoint = True
         simulator.script_faults(503, "reset", 429)
         await produce(pipeline.bootstrap_servers, pipeline.input_topic, first_batch())
         service = ServiceProcess(pipeline.environment).start()
@@ -223,7 +208,7 @@ async def test_no_secret_or_token_appears_in_output_metrics_or_topics(
                 await audit.wait_for_results(len(first_batch()), within=90)
                 # A key rotation: the next SCIM request gets 401 and the service refreshes; SCIM
                 # itself answers 429 and 5xx and resets a connection.
-                simulator.faults.include_token_endpoint = False
+                simulator.faults_on_token_endpoint = False
                 simulator.revoke_tokens()
                 simulator.script_faults(429, 503, "reset", 500)
                 await produce(pipeline.bootstrap_servers, pipeline.input_topic, second_batch())

@@ -148,7 +148,8 @@ async def test_happy_path_replaces_roles_audits_and_commits(
     )
     settings = pipeline.settings()
     assert settings.cxone_http_transport.value == transport
-    assert settings.uses_password_grant is password_grant
+    # An access key is what makes the client use the password grant (asserted below).
+    assert (settings.cxone_access_key_id is not None) is password_grant
     await produce(
         pipeline.bootstrap_servers,
         pipeline.input_topic,

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from consumer.events import (
     ApprovalReference,
@@ -42,7 +43,11 @@ def environment(**settings: str) -> dict[str, str]:
 
 
 async def cli(
-    *arguments: str, env: dict[str, str], stdin: bytes | None = None
+    *arguments: str,
+    env: dict[str, str],
+    stdin: bytes | None = None,
+    cwd: Path = ROOT,
+    within: float = WITHIN,
 ) -> tuple[int, str, str]:
     """Run `python -m consumer ARGUMENTS` without blocking the loop; return code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
@@ -50,13 +55,13 @@ async def cli(
         "-m",
         "consumer",
         *arguments,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(WITHIN):
+    async with asyncio.timeout(within):
         out, err = await process.communicate(stdin or b"")
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()

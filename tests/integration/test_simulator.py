@@ -465,7 +465,7 @@ async def test_token_endpoint_faults_only_when_included(
     simulator.script_faults(503)
     assert await fetch_token(http, simulator_server)
     assert simulator.faults.scripted == (Fault.UNAVAILABLE,)
-    simulator.faults.include_token_endpoint = True
+    simulator.faults_on_token_endpoint = True
     response = await http.post(
         simulator_server.token_url,
         data={"grant_type": "client_credentials"},
@@ -562,7 +562,7 @@ async def test_admin_turns_the_knobs(
     assert (await http.post(admin + "/faults", json=faults)).status_code == 204
     assert simulator.faults.scripted == (Fault.UNAVAILABLE, Fault.RESET)
     assert simulator.faults.latency_seconds == pytest.approx(0.02)
-    assert simulator.faults.include_token_endpoint is True
+    assert simulator.faults_on_token_endpoint is True
     assert (await http.delete(admin + "/faults")).status_code == 204
     assert len(simulator.faults.scripted) == 0
     assert simulator.faults.latency_seconds == 0.0

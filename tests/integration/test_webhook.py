@@ -32,15 +32,17 @@ from consumer.webhook import (
 )
 from tests.conftest import TEST_CREDENTIALS, Topics
 from tests.integration.harness import EXAMPLE_POLICY, make_pipeline, running_service, wait_until
+from tests.integration.hook import HookEndpoint
 
 SECRET = "whsec-5f0c1f6e9b2d4a7c8e3f"
 FAST = DeliveryPolicy(attempts=5, wait_initial=0.01, wait_max=0.05, wait_jitter=0.0, timeout=5.0)
 
 
-class Receiver:
+class Receiver(HookEndpoint):
     """A webhook endpoint on 127.0.0.1 that verifies signatures and answers as scripted."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.answers: list[int] = []
         self.default = 200
         self.hang = asyncio.Event()
@@ -49,8 +51,6 @@ class Receiver:
         self.bad_signatures = 0
         self.bodies: list[bytes] = []
         self.content_types: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         """Verify the signature, then answer the next scripted status (200 once they run out)."""
@@ -68,22 +68,10 @@ class Receiver:
             self.content_types.append(request.headers.get("Content-Type", ""))
         return web.Response(status=status)
 
-    async def start(self) -> None:
-        """Listen on a free loopback port."""
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/hook"
-
     async def stop(self) -> None:
         """Release any held request and stop listening."""
         self.hang.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def test_sandbox_consumer_settings_are_valid() -> None:
     values["policy_file"] = mounted[values["policy_file"]]
     settings = load_settings(**values)
     assert settings.cxone_scim_base_url == "http://127.0.0.1:8080/scim/v2"
-    assert settings.uses_password_grant
+    # An access key: the consumer authenticates with CXone's password grant.
+    assert settings.cxone_access_key_id is not None
 
 
 def test_sandbox_consumer_reaches_the_simulator_over_the_loopback() -> None:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from structlog.contextvars import bound_contextvars, merge_contextvars
 from structlog.testing import capture_logs
 
+from consumer.events import Outcome
 from consumer.observability.logging import (
     NOISY_LOGGERS,
     REDACTED,
@@ -23,6 +24,8 @@ from consumer.observability.logging import (
     register_secret,
     scrub_text,
 )
+from consumer.observability.outcomes import record_result
+from tests.unit.test_outcomes import result
 
 CONTEXT = {
     "event_id": "evt-7f3a",
@@ -166,8 +169,8 @@ def test_json_lines_carry_event_context_and_timestamp() -> None:
     """In JSON format every line is one object with level, timestamp and the bound context."""
     stream = _configure("INFO", "json")
     with bound_contextvars(**CONTEXT):
-        structlog.get_logger("consumer.sync").info(
-            "sync.result", outcome="synced", reason=None, latency_ms=12.5, attempts=1
+        record_result(
+            result(Outcome.SYNCED).model_copy(update={"attempts": 1}), latency_seconds=0.0125
         )
     [line] = _lines(stream)
     assert {key: line[key] for key in CONTEXT} == CONTEXT
@@ -176,7 +179,7 @@ def test_json_lines_carry_event_context_and_timestamp() -> None:
     assert line["latency_ms"] == 12.5
     assert line["attempts"] == 1
     assert line["level"] == "info"
-    assert line["logger"] == "consumer.sync"
+    assert line["logger"] == "consumer.observability.outcomes"
     assert line["timestamp"].endswith("Z")
 
 

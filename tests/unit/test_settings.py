@@ -79,7 +79,6 @@ def test_defaults_are_the_documented_ones(environment: pytest.MonkeyPatch) -> No
     assert settings.log_level.value == "INFO"
     assert settings.webhook_url is None
     assert settings.webhook_secret is None
-    assert settings.uses_password_grant is False
     assert settings.sync_max_uncommitted_per_partition == 10_000
 
 
@@ -127,12 +126,12 @@ def test_environment_names_are_the_contract(environment: pytest.MonkeyPatch) -> 
     assert settings.webhook_secret == SecretStr(WEBHOOK_SECRET)
 
 
-def test_access_key_selects_the_password_grant(environment: pytest.MonkeyPatch) -> None:
-    """Setting the access key id and secret switches to the password grant."""
+def test_access_key_id_and_secret_are_read(environment: pytest.MonkeyPatch) -> None:
+    """An access key id and secret are read; with them the tokens use the password grant."""
     environment.setenv("CXONE_ACCESS_KEY_ID", "key-id")
     environment.setenv("CXONE_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
     settings = load_settings()
-    assert settings.uses_password_grant is True
+    assert settings.cxone_access_key_id == "key-id"
     assert settings.cxone_access_key_secret == SecretStr(ACCESS_KEY_SECRET)
 
 

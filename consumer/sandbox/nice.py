@@ -1,4 +1,4 @@
-"""The SCIM models of CXone: the core `User` with NICE's user extension."""
+"""The SCIM user the simulator serves: the core `User` with NICE's user extension, as in CXone."""
 
 from __future__ import annotations
 

@@ -1,13 +1,20 @@
-"""The mass-revocation guard: a sliding window that trips and stays tripped until released."""
+"""The mass-revocation guard: a sliding window that trips and stays tripped until released, and
+the gate that holds revocations while it is tripped and says how to release them."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
-from consumer.catalog import MassRevocationGuardConfig
-from consumer.guard import RevocationGuard
+from consumer.catalog import parse_policy
+from consumer.revocation_guard import RevocationGate, RevocationGuard, build_gate
+from tests.conftest import ManualClock
+from tests.integration.harness import wait_until
+from tests.unit.test_catalog import document
 
 
 def test_revocations_up_to_the_limit_proceed() -> None:
@@ -74,14 +81,6 @@ def test_zero_revocations_proceed_without_counting() -> None:
     assert guard.count_in_window(0.0) == 0
 
 
-def test_from_config_uses_the_policy_settings() -> None:
-    """The guard built from the policy file's config carries its limits."""
-    guard = RevocationGuard.from_config(
-        MassRevocationGuardConfig(max_revocations=50, window_seconds=300)
-    )
-    assert (guard.max_revocations, guard.window_seconds) == (50, 300)
-
-
 @pytest.mark.parametrize(("max_revocations", "window_seconds"), [(0, 10.0), (1, 0.0), (1, -5.0)])
 def test_nonsense_limits_are_refused(max_revocations: int, window_seconds: float) -> None:
     """A guard that could never let anything through, or has no window, is a ValueError."""
@@ -114,3 +113,45 @@ def test_never_more_than_the_limit_proceed_inside_any_window(
         in_window = sum(n for at, n in passed if now - at < window)
         assert in_window <= max_revocations
         assert guard.count_in_window(now) == in_window
+
+
+async def test_a_tripped_guard_logs_how_to_release_with_and_without_a_token(
+    manual_clock: ManualClock,
+) -> None:
+    """The guard.tripped line names the authenticated release and, without ADMIN_TOKEN, restart."""
+    gate = RevocationGate(RevocationGuard(1, 60.0), clock=manual_clock)
+    assert await gate.admit() is False
+    with capture_logs() as logs:
+        held = asyncio.create_task(gate.admit())
+        await wait_until(lambda: bool(logs), within=5, what="the guard to trip")
+        assert held.done() is False
+        assert gate.release() is True
+        assert await held is True
+    [tripped] = [entry for entry in logs if entry["event"] == "guard.tripped"]
+    assert tripped["log_level"] == "error"
+    assert "POST /guard/release" in tripped["action"]
+    assert "Authorization: Bearer <ADMIN_TOKEN>" in tripped["action"]
+    assert "ADMIN_TOKEN unset" in tripped["action"]
+    assert "restart the service" in tripped["action"]
+
+
+async def test_the_gate_built_from_the_policy_carries_its_limits(manual_clock: ManualClock) -> None:
+    """The policy file's guard (2 per 300 s) lets 2 through per window and holds the third."""
+    guard = {"max_revocations": 2, "window_seconds": 300}
+    gate = build_gate(parse_policy(document(mass_revocation_guard=guard)), clock=manual_clock)
+    assert await gate.admit() is False
+    manual_clock.advance(300)
+    # Had the first revocation still counted, the second of these would wait for a release.
+    assert [await asyncio.wait_for(gate.admit(), 5) for _ in range(2)] == [False, False]
+    held = asyncio.create_task(gate.admit())
+    await wait_until(lambda: gate.tripped, within=5, what="the guard to trip")
+    assert held.done() is False
+    assert gate.release() is True
+    assert await held is True
+
+
+async def test_a_policy_without_a_guard_builds_a_gate_that_never_holds() -> None:
+    """Without mass_revocation_guard the gate lets every revocation through at once."""
+    gate = build_gate(parse_policy(document()))
+    assert [await gate.admit() for _ in range(100)] == [False] * 100
+    assert gate.tripped is False
