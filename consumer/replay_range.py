@@ -20,7 +20,13 @@ from consumer.events import RoleChangeEvent, SourcePosition
 from consumer.progress import ReplayProgress
 from consumer.settings import Settings
 from consumer.stream.consumer import read_record
-from consumer.stream.kafka import connection_options, partitions_of, stop_consumer
+from consumer.stream.kafka import (
+    LogEnd,
+    connection_options,
+    log_ends,
+    partitions_of,
+    stop_consumer,
+)
 
 # A fetch that returns nothing this many times in a row, short of the captured end, ends the
 # partition anyway: the end offset may count records no fetch returns (transaction markers).
@@ -92,11 +98,9 @@ async def read_range(
         # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
         # so records older than --since are also skipped here.
         since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
-        # Taken before the ends: a record written before this instant was there when they were.
-        read_from_ms = _now_ms()
-        ends = await kafka.end_offsets(partitions) if partitions else {}
+        ends = await log_ends(kafka, partitions)
         starts = {tp: await kafka.position(tp) for tp in partitions}
-        progress.records_expected = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
+        progress.records_expected = sum(max(0, ends[tp].offset - starts[tp]) for tp in partitions)
 
         def in_range(record_timestamp: int, entry: Entry | None) -> None:
             if record_timestamp < since_ms:
@@ -116,19 +120,16 @@ async def read_range(
         await _read_to_end(
             kafka,
             ends,
-            read_from_ms,
             max_bytes=settings.kafka_max_record_bytes,
             on_record=in_range,
             on_beyond=beyond,
         )
         # The rest of each partition, up to its end now: which users the live consumer has
         # newer events for. Bounded: traffic arriving from here on is not read.
-        tail_from_ms = _now_ms()
-        tail = await kafka.end_offsets(partitions) if partitions else {}
+        tail = await log_ends(kafka, partitions)
         await _read_to_end(
             kafka,
             tail,
-            tail_from_ms,
             max_bytes=settings.kafka_max_record_bytes,
             on_record=beyond,
             on_beyond=beyond,
@@ -140,8 +141,7 @@ async def read_range(
 
 async def _read_to_end(
     kafka: AIOKafkaConsumer,
-    ends: dict[TopicPartition, int],
-    ends_taken_ms: int,
+    ends: dict[TopicPartition, LogEnd],
     *,
     max_bytes: int,
     on_record: Callable[[int, Entry | None], None],
@@ -149,9 +149,9 @@ async def _read_to_end(
 ) -> None:
     """Hand every record below `ends` to `on_record`; stop each partition at its end.
 
-    Tansu 0.6 reports an end offset that counts a multi-record batch as one record (see
-    observability/lag.py), so a record past the reported end that was written before the ends
-    were taken still belongs to the range; the first one written after that ends the partition.
+    The end is read as `LogEnd.holds` says (a record past Tansu's reported end offset that was
+    written before the end was taken still belongs); the first record it does not hold ends the
+    partition.
     """
     active = set(ends)
     empty = 0
@@ -160,7 +160,7 @@ async def _read_to_end(
         for tp, fetched in batch.items():
             for record in fetched:
                 entry = _entry(record, max_bytes=max_bytes)
-                if record.offset >= ends.get(tp, 0) and record.timestamp > ends_taken_ms:
+                if not ends[tp].holds(record.offset, record.timestamp):
                     on_beyond(record.timestamp, entry)
                     # Read again from here by the next pass over the partition.
                     kafka.seek(tp, record.offset)
@@ -172,12 +172,8 @@ async def _read_to_end(
             continue
         empty += 1
         for tp in list(active):
-            if await kafka.position(tp) >= ends.get(tp, 0) or empty >= _EMPTY_FETCHES_AT_END:
+            if await kafka.position(tp) >= ends[tp].offset or empty >= _EMPTY_FETCHES_AT_END:
                 active.discard(tp)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _entry(record: ConsumerRecord[bytes, bytes], *, max_bytes: int) -> Entry | None:
