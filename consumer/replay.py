@@ -5,6 +5,8 @@ to the end offsets it captured when it started, and stops there (see `replay_ran
 the events of the range are folded into one write, judged event by event as the live path does,
 and every older event is audited as superseded. A user with an event beyond the range is left to
 the live consumer: replaying their older state could put it back after the newer one was written.
+Replay looks for such events again just before it writes each user (the users about to be written
+share one look), so one that arrived while the replay ran is seen too.
 
 The mass-revocation guard counts the revocations of the whole run; once it trips the replay
 stops starting users and ends with exit code 3. `--dry-run` writes and publishes nothing and
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -27,7 +29,15 @@ from consumer.catalog import Policy, load_policy
 from consumer.events import Mode, Outcome, SyncResult
 from consumer.observability.http import HealthState
 from consumer.progress import ReplayProgress
-from consumer.replay_range import Entry, ReplayRange, ReplayRead, parse_offsets, read_range
+from consumer.replay_range import (
+    Entry,
+    RangeReader,
+    ReplayRange,
+    ReplayRead,
+    open_range,
+    parse_offsets,
+    read_range,
+)
 from consumer.scim.client import ScimClient
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
@@ -134,7 +144,34 @@ async def replay(
     """Re-apply each user's events in the range, folded; audit everything unless dry-running."""
     policy = load_policy(settings.policy_file)
     progress = progress or ReplayProgress(interactive=False)
-    found = await read_range(settings, selection, progress)
+    async with open_range(settings, selection, progress) as reader:
+        return await _replay_read(
+            settings,
+            policy,
+            reader,
+            dry_run=dry_run,
+            echo=echo,
+            tuning=tuning,
+            max_revocations=max_revocations,
+            max_writes=max_writes,
+            progress=progress,
+        )
+
+
+async def _replay_read(
+    settings: Settings,
+    policy: Policy,
+    reader: RangeReader,
+    *,
+    dry_run: bool,
+    echo: Callable[[str], None],
+    tuning: Tuning | None,
+    max_revocations: int | None,
+    max_writes: int | None,
+    progress: ReplayProgress,
+) -> ReplaySummary:
+    """Apply what was read, looking past the range again before each user's write."""
+    found = reader.found
     guard = policy.mass_revocation_guard
     limit = max_revocations
     if limit is None and guard is not None:
@@ -176,6 +213,7 @@ async def replay(
             publisher=publisher,
             echo=echo,
             progress=progress,
+            look_for_newer=None if dry_run else reader.look_for_newer,
         )
     progress.finish()
     return summary
@@ -193,6 +231,7 @@ async def _apply_all(
     publisher: AuditPublisher | None = None,
     echo: Callable[[str], None] = lambda _: None,
     progress: ReplayProgress | None = None,
+    look_for_newer: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once."""
     synchronizer = Synchronizer(
@@ -211,15 +250,22 @@ async def _apply_all(
 
     async def one(user_id: str, entries: list[Entry]) -> None:
         *older, (event, source) = entries
-        newer = found.newer.get(user_id)
         async with slots:
             if gate is not None and gate.tripped:
                 summary.not_started += 1
                 return
+            if look_for_newer is not None:
+                # Events that arrived since the range was read: the live consumer writes those.
+                await look_for_newer()
+            newer = found.newer.get(user_id)
             if newer is not None:
                 # The live consumer owns this user's newer state; writing ours could undo it.
                 superseding = newer
                 older = entries
+            elif user_id in found.owed_to_live:
+                # The live consumer has yet to finish an event of this user and will write it:
+                # the newest state written here could come before one of its older writes.
+                superseding = event
             else:
                 try:
                     result = await synchronizer.apply(

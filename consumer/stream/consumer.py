@@ -251,8 +251,15 @@ class StreamConsumer:
             await self._shutdown()
 
     def _fetch_size(self) -> int:
-        """Fetch no more than the total limit has room for, so `total` is a hard bound."""
+        """Fetch no more than the total limit has room for, so `total` is a hard bound.
+
+        Nor more than a partition being read ahead has left of its window, so a read-ahead stops
+        exactly where the previous owner's fetching had to stop.
+        """
         room = self._limits.total - self._tracker.total_pending()
+        for tp in self._catching_up:
+            if tp not in self._paused:
+                room = min(room, self._window(tp) - self._tracker.uncommitted(tp))
         return max(1, min(self._limits.fetch_batch, room))
 
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
@@ -302,12 +309,12 @@ class StreamConsumer:
                 self._release(tp, "log_end")
 
     def _window(self, tp: TopicPartition) -> int:
-        """The uncommitted window of `tp`: one fetch batch wider while it is read ahead.
+        """The uncommitted window of `tp`, wider by a fetch batch less one while read ahead.
 
         A partition pauses once its window is reached, so its owner can have fetched (and
-        written) up to one batch past it: the read-ahead covers that batch too.
+        written) up to one batch less one record past it: the read-ahead covers exactly that.
         """
-        extra = self._limits.fetch_batch if tp in self._catching_up else 0
+        extra = self._limits.fetch_batch - 1 if tp in self._catching_up else 0
         return self._limits.max_uncommitted + extra
 
     async def _read_to_log_end(self, tp: TopicPartition) -> bool:

@@ -18,11 +18,20 @@ from dataclasses import dataclass
 
 import pytest
 
+from consumer.events import Outcome
+from consumer.replay import ReplayRange, replay
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, logged, make_pipeline
+from tests.integration.harness import (
+    ServiceProcess,
+    fast_tuning,
+    logged,
+    make_pipeline,
+    running_service,
+    wait_until,
+)
 from tests.integration.test_stream_crash import (
     WORKLOAD_POLICY,
     EventProducer,
@@ -86,7 +95,11 @@ def caught_up(output: str) -> list[dict[str, object]]:
 
 
 async def feed(
-    producer: EventProducer, streams: Mapping[int, Sequence[RoleEvent]], stop: asyncio.Event
+    producer: EventProducer,
+    streams: Mapping[int, Sequence[RoleEvent]],
+    stop: asyncio.Event,
+    *,
+    pace: float = 0.15,
 ) -> None:
     """Produce each partition's events in slices, both partitions at a steady pace, until done."""
     slice_size = 30
@@ -96,7 +109,7 @@ async def feed(
             await producer.send(events[start : start + slice_size], partition=partition)
         # Pacing, not synchronisation: the stream keeps flowing while the group changes.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.15)
+            await asyncio.wait_for(stop.wait(), pace)
         if stop.is_set():
             return
 
@@ -220,3 +233,81 @@ async def test_written_states_never_go_back_across_kill_9_handovers_and_a_stuck_
     )
     assert any(int(entry["records"]) > 0 for entry in reads["second"])  # type: ignore[call-overload]
     assert any(int(entry["records"]) > 500 for entry in reads["third"])  # type: ignore[call-overload]
+
+
+@pytest.mark.slow
+async def test_written_states_never_go_back_with_replays_running_beside_run(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """Two replays from the beginning while `run` consumes a steady stream: every user's PUTs,
+    the replays' and the live consumer's together, write states in non-decreasing order."""
+    simulator = simulator_server.simulator
+    users = {partition: user_ids(60, prefix=f"r{partition}") for partition in range(PARTITIONS)}
+    seed_users(simulator, [user for group in users.values() for user in group])
+    simulator.set_latency(0.01)
+    streams = {
+        partition: workload(group, 1_200, seed=60 + partition) for partition, group in users.items()
+    }
+    events = [event for stream in streams.values() for event in stream]
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=PARTITIONS, policy_file=WORKLOAD_POLICY
+    )
+    stop = asyncio.Event()
+    summaries = []
+    async with (
+        running_service(pipeline.settings(), tuning=fast_tuning()) as service,
+        EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
+        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+    ):
+        await wait_until(lambda: service.health.joined, within=60, what="the service to join")
+        feeder = asyncio.create_task(feed(producer, streams, stop, pace=0.3))
+        for audited in (300, 900):
+            await audit.wait_for_results(audited, within=120)
+            summaries.append(
+                await replay(
+                    pipeline.settings(),
+                    ReplayRange(from_beginning=True),
+                    dry_run=False,
+                    echo=lambda _: None,
+                )
+            )
+        finished_early = feeder.done()
+        stop.set()
+        await feeder
+        produced = producer.produced
+        await audit.wait_for_results(len(produced), within=120)
+        sent = set(produced.values())
+        events = [event for event in events if event in sent]
+        await wait_until(
+            lambda: (
+                {user: cxone_roles(simulator, user) for user in last_roles(events)}
+                == last_roles(events)
+            ),
+            within=60,
+            what="CXone to hold every user's last event",
+        )
+
+    assert not finished_early, "both replays must run while the stream flows"
+    indices = written_indices(simulator, events)
+    assert gone_back(indices) == {}
+    written_by_replays = [
+        sum(1 for result in summary.results if result.outcome is Outcome.SYNCED)
+        for summary in summaries
+    ]
+    left_to_live = [
+        sum(1 for result in summary.results if result.outcome is Outcome.SUPERSEDED)
+        for summary in summaries
+    ]
+    print(
+        "replays: records",
+        [summary.records for summary in summaries],
+        "synced",
+        written_by_replays,
+        "superseded",
+        left_to_live,
+        "PUTs",
+        sum(len(written) for written in indices.values()),
+        "events",
+        len(events),
+    )
+    assert all(summary.records > 0 for summary in summaries)
