@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import cast
 
 import structlog
 
@@ -38,7 +39,7 @@ from consumer.replay_range import (
     parse_offsets,
     read_range,
 )
-from consumer.scim.client import ScimClient
+from consumer.scim.client import Plan, ScimClient, ScimUser, WriteOutcome
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
 from consumer.stream.kafka import build_producer
@@ -234,6 +235,15 @@ async def _apply_all(
     look_for_newer: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once."""
+    if look_for_newer is not None:
+        look = look_for_newer
+
+        async def newer_after_look(user_id: str) -> bool:
+            await look()
+            return user_id in found.newer
+
+        # Duck-typed: the synchronizer only calls `update_user`, which this wraps.
+        scim = cast(ScimClient, _LookBeforeWrite(scim, newer_after_look))
     synchronizer = Synchronizer(
         policy,
         scim,
@@ -254,9 +264,6 @@ async def _apply_all(
             if gate is not None and gate.tripped:
                 summary.not_started += 1
                 return
-            if look_for_newer is not None:
-                # Events that arrived since the range was read: the live consumer writes those.
-                await look_for_newer()
             newer = found.newer.get(user_id)
             if newer is not None:
                 # The live consumer owns this user's newer state; writing ours could undo it.
@@ -277,17 +284,51 @@ async def _apply_all(
                     )
                 except RevocationsHeld:
                     return
-                await record(result)
-                echo(describe(result))
-                if progress is not None:
-                    progress.applied(result)
-                superseding = event
+                except NewerEventSeen:
+                    # Arrived while the replay ran: the live consumer writes it, ours is moot.
+                    superseding = found.newer[user_id]
+                    older = entries
+                else:
+                    await record(result)
+                    echo(describe(result))
+                    if progress is not None:
+                        progress.applied(result)
+                    superseding = event
         for old, position in older:
             await record(superseded_result(old.id, superseding, source=position, mode=Mode.REPLAY))
 
     await asyncio.gather(*(one(user_id, entries) for user_id, entries in found.users.items()))
     if gate is not None:
         summary.held = gate.held
+
+
+class NewerEventSeen(Exception):
+    """A newer event of the user was found between reading and writing it: nothing written."""
+
+
+class _LookBeforeWrite:
+    """The replay's CXone client: between reading a user and writing them, look past the range.
+
+    The look comes after the read, right before the PUT: a newer event that was on the topic by
+    then is seen, and the write is dropped (`NewerEventSeen`). When CXone gives ETags, a live
+    write landing between our read and our PUT fails the PUT's `If-Match` (412), and the re-read
+    looks again and finds the event that write came from.
+    """
+
+    def __init__(self, inner: ScimClient, newer: Callable[[str], Awaitable[bool]]) -> None:
+        self._inner = inner
+        self._newer = newer
+
+    async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
+        """The inner client's read-modify-write, with the look between the plan and the PUT."""
+
+        async def plan_then_look(before: ScimUser) -> bytes | None:
+            payload = await plan(before)
+            if payload is not None and await self._newer(user_id):
+                raise NewerEventSeen(user_id)
+            return payload
+
+        return await self._inner.update_user(user_id, plan_then_look)
 
 
 def describe(result: SyncResult) -> str:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from consumer.events import Outcome
 from consumer.replay import ReplayRange, replay
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
@@ -99,10 +98,10 @@ async def feed(
     streams: Mapping[int, Sequence[RoleEvent]],
     stop: asyncio.Event,
     *,
+    slice_size: int = 30,
     pace: float = 0.15,
 ) -> None:
     """Produce each partition's events in slices, both partitions at a steady pace, until done."""
-    slice_size = 30
     longest = max(len(events) for events in streams.values())
     for start in range(0, longest, slice_size):
         for partition, events in streams.items():
@@ -242,11 +241,17 @@ async def test_written_states_never_go_back_with_replays_running_beside_run(
     """Two replays from the beginning while `run` consumes a steady stream: every user's PUTs,
     the replays' and the live consumer's together, write states in non-decreasing order."""
     simulator = simulator_server.simulator
-    users = {partition: user_ids(60, prefix=f"r{partition}") for partition in range(PARTITIONS)}
-    seed_users(simulator, [user for group in users.values() for user in group])
+    busy = {partition: user_ids(120, prefix=f"r{partition}") for partition in range(PARTITIONS)}
+    # Users whose few events all come first: their CXone state drifts (roles removed by hand)
+    # before each replay, so the replays have something to write back.
+    quiet = {partition: user_ids(10, prefix=f"q{partition}") for partition in range(PARTITIONS)}
+    everyone = [user for group in (*busy.values(), *quiet.values()) for user in group]
+    seed_users(simulator, everyone)
     simulator.set_latency(0.01)
     streams = {
-        partition: workload(group, 1_200, seed=60 + partition) for partition, group in users.items()
+        partition: workload(quiet[partition], 30, seed=70 + partition)
+        + workload(busy[partition], 2_400, seed=60 + partition)
+        for partition in range(PARTITIONS)
     }
     events = [event for stream in streams.values() for event in stream]
     pipeline = await make_pipeline(
@@ -260,9 +265,10 @@ async def test_written_states_never_go_back_with_replays_running_beside_run(
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
         await wait_until(lambda: service.health.joined, within=60, what="the service to join")
-        feeder = asyncio.create_task(feed(producer, streams, stop, pace=0.3))
-        for audited in (300, 900):
+        feeder = asyncio.create_task(feed(producer, streams, stop, slice_size=15, pace=0.1))
+        for audited in (600, 2_000):
             await audit.wait_for_results(audited, within=120)
+            seed_users(simulator, [user for group in quiet.values() for user in group])
             summaries.append(
                 await replay(
                     pipeline.settings(),
@@ -290,24 +296,19 @@ async def test_written_states_never_go_back_with_replays_running_beside_run(
     assert not finished_early, "both replays must run while the stream flows"
     indices = written_indices(simulator, events)
     assert gone_back(indices) == {}
-    written_by_replays = [
-        sum(1 for result in summary.results if result.outcome is Outcome.SYNCED)
-        for summary in summaries
-    ]
-    left_to_live = [
-        sum(1 for result in summary.results if result.outcome is Outcome.SUPERSEDED)
-        for summary in summaries
+    outcomes = [
+        Counter(result.outcome.value for result in summary.results) for summary in summaries
     ]
     print(
         "replays: records",
         [summary.records for summary in summaries],
-        "synced",
-        written_by_replays,
-        "superseded",
-        left_to_live,
+        "outcomes",
+        outcomes,
         "PUTs",
         sum(len(written) for written in indices.values()),
         "events",
         len(events),
     )
-    assert all(summary.records > 0 for summary in summaries)
+    # Each replay wrote back at least the drifted users, and left the busy ones' news to `run`.
+    assert all(outcome["synced"] >= 20 for outcome in outcomes)
+    assert all(outcome["superseded"] > 0 for outcome in outcomes)
