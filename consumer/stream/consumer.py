@@ -6,8 +6,8 @@ only after its audit event (and DLQ copy) was acknowledged, and every earlier re
 partition was too.
 
 A newly assigned partition is read ahead before any of it is dispatched: from the committed
-offset up to its end at assignment time, bounded by the partition's uncommitted window plus one
-fetch batch (the most an owner fetches past the commit before it pauses). That is
+offset up to its end at assignment time, bounded by the partition's uncommitted window plus a
+fetch batch less one record (the most an owner fetches past the commit before it pauses). That is
 every record a previous owner may have written beyond the commit, so each user's queued events
 fold into one write of their newest state, and no older state is written after a newer one.
 """
@@ -53,7 +53,8 @@ class FlowLimits:
     """Bounds on fetched-but-unfinished records.
 
     `total` is never passed: a fetch takes no more than the room left. A partition at
-    `per_partition` is paused, so it passes that by at most one fetch batch.
+    `per_partition` is paused, so it passes that by at most one fetch batch; a partition being
+    read ahead after its assignment is bounded by its window (plus a batch less one) instead.
     """
 
     per_partition: int = 2_000
@@ -298,6 +299,8 @@ class StreamConsumer:
         over_total = self._tracker.total_pending() >= self._limits.total
         assignment = self._kafka.assignment()
         for tp in list(self._catching_up):
+            if tp not in self._catching_up:
+                continue  # revoked while an earlier partition was being looked at
             if self._tracker.uncommitted(tp) >= self._window(tp):
                 # The previous owner paused at its window, fetching at most one batch past it:
                 # it wrote nothing beyond what is read ahead now.
