@@ -288,6 +288,7 @@ async def _apply_all(
                     # Arrived while the replay ran: the live consumer writes it, ours is moot.
                     superseding = found.newer[user_id]
                     older = entries
+                    log.info("replay.left_to_live", user_id=user_id, newer_event_id=superseding.id)
                 else:
                     await record(result)
                     echo(describe(result))
