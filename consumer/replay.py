@@ -5,6 +5,8 @@ to the end offsets it captured when it started, and stops there (see `replay_ran
 the events of the range are folded into one write, judged event by event as the live path does,
 and every older event is audited as superseded. A user with an event beyond the range is left to
 the live consumer: replaying their older state could put it back after the newer one was written.
+Replay looks for such events again just before it writes each user (the users about to be written
+share one look), so one that arrived while the replay ran is seen too.
 
 The mass-revocation guard counts the revocations of the whole run; once it trips the replay
 stops starting users and ends with exit code 3. `--dry-run` writes and publishes nothing and
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import cast
 
 import structlog
 
@@ -27,8 +30,16 @@ from consumer.catalog import Policy, load_policy
 from consumer.events import Mode, Outcome, SyncResult
 from consumer.observability.http import HealthState
 from consumer.progress import ReplayProgress
-from consumer.replay_range import Entry, ReplayRange, ReplayRead, parse_offsets, read_range
-from consumer.scim.client import ScimClient
+from consumer.replay_range import (
+    Entry,
+    RangeReader,
+    ReplayRange,
+    ReplayRead,
+    open_range,
+    parse_offsets,
+    read_range,
+)
+from consumer.scim.client import Plan, ScimClient, ScimUser, WriteOutcome
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
 from consumer.stream.kafka import build_producer
@@ -134,7 +145,34 @@ async def replay(
     """Re-apply each user's events in the range, folded; audit everything unless dry-running."""
     policy = load_policy(settings.policy_file)
     progress = progress or ReplayProgress(interactive=False)
-    found = await read_range(settings, selection, progress)
+    async with open_range(settings, selection, progress) as reader:
+        return await _replay_read(
+            settings,
+            policy,
+            reader,
+            dry_run=dry_run,
+            echo=echo,
+            tuning=tuning,
+            max_revocations=max_revocations,
+            max_writes=max_writes,
+            progress=progress,
+        )
+
+
+async def _replay_read(
+    settings: Settings,
+    policy: Policy,
+    reader: RangeReader,
+    *,
+    dry_run: bool,
+    echo: Callable[[str], None],
+    tuning: Tuning | None,
+    max_revocations: int | None,
+    max_writes: int | None,
+    progress: ReplayProgress,
+) -> ReplaySummary:
+    """Apply what was read, looking past the range again before each user's write."""
+    found = reader.found
     guard = policy.mass_revocation_guard
     limit = max_revocations
     if limit is None and guard is not None:
@@ -176,6 +214,7 @@ async def replay(
             publisher=publisher,
             echo=echo,
             progress=progress,
+            look_for_newer=None if dry_run else reader.look_for_newer,
         )
     progress.finish()
     return summary
@@ -193,8 +232,18 @@ async def _apply_all(
     publisher: AuditPublisher | None = None,
     echo: Callable[[str], None] = lambda _: None,
     progress: ReplayProgress | None = None,
+    look_for_newer: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once."""
+    if look_for_newer is not None:
+        look = look_for_newer
+
+        async def newer_after_look(user_id: str) -> bool:
+            await look()
+            return user_id in found.newer
+
+        # Duck-typed: the synchronizer only calls `update_user`, which this wraps.
+        scim = cast(ScimClient, _LookBeforeWrite(scim, newer_after_look))
     synchronizer = Synchronizer(
         policy,
         scim,
@@ -211,15 +260,19 @@ async def _apply_all(
 
     async def one(user_id: str, entries: list[Entry]) -> None:
         *older, (event, source) = entries
-        newer = found.newer.get(user_id)
         async with slots:
             if gate is not None and gate.tripped:
                 summary.not_started += 1
                 return
+            newer = found.newer.get(user_id)
             if newer is not None:
                 # The live consumer owns this user's newer state; writing ours could undo it.
                 superseding = newer
                 older = entries
+            elif user_id in found.owed_to_live:
+                # The live consumer has yet to finish an event of this user and will write it:
+                # the newest state written here could come before one of its older writes.
+                superseding = event
             else:
                 try:
                     result = await synchronizer.apply(
@@ -231,17 +284,52 @@ async def _apply_all(
                     )
                 except RevocationsHeld:
                     return
-                await record(result)
-                echo(describe(result))
-                if progress is not None:
-                    progress.applied(result)
-                superseding = event
+                except NewerEventSeen:
+                    # Arrived while the replay ran: the live consumer writes it, ours is moot.
+                    superseding = found.newer[user_id]
+                    older = entries
+                    log.info("replay.left_to_live", user_id=user_id, newer_event_id=superseding.id)
+                else:
+                    await record(result)
+                    echo(describe(result))
+                    if progress is not None:
+                        progress.applied(result)
+                    superseding = event
         for old, position in older:
             await record(superseded_result(old.id, superseding, source=position, mode=Mode.REPLAY))
 
     await asyncio.gather(*(one(user_id, entries) for user_id, entries in found.users.items()))
     if gate is not None:
         summary.held = gate.held
+
+
+class NewerEventSeen(Exception):
+    """A newer event of the user was found between reading and writing it: nothing written."""
+
+
+class _LookBeforeWrite:
+    """The replay's CXone client: between reading a user and writing them, look past the range.
+
+    The look comes after the read, right before the PUT: a newer event that was on the topic by
+    then is seen, and the write is dropped (`NewerEventSeen`). When CXone gives ETags, a live
+    write landing between our read and our PUT fails the PUT's `If-Match` (412), and the re-read
+    looks again and finds the event that write came from.
+    """
+
+    def __init__(self, inner: ScimClient, newer: Callable[[str], Awaitable[bool]]) -> None:
+        self._inner = inner
+        self._newer = newer
+
+    async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
+        """The inner client's read-modify-write, with the look between the plan and the PUT."""
+
+        async def plan_then_look(before: ScimUser) -> bytes | None:
+            payload = await plan(before)
+            if payload is not None and await self._newer(user_id):
+                raise NewerEventSeen(user_id)
+            return payload
+
+        return await self._inner.update_user(user_id, plan_then_look)
 
 
 def describe(result: SyncResult) -> str:

@@ -8,8 +8,10 @@ only: which users already have a newer event, which the live consumer will write
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +22,13 @@ from consumer.events import RoleChangeEvent, SourcePosition
 from consumer.progress import ReplayProgress
 from consumer.settings import Settings
 from consumer.stream.consumer import read_record
-from consumer.stream.kafka import connection_options, partitions_of, stop_consumer
+from consumer.stream.kafka import (
+    LogEnd,
+    connection_options,
+    log_ends,
+    partitions_of,
+    stop_consumer,
+)
 
 # A fetch that returns nothing this many times in a row, short of the captured end, ends the
 # partition anyway: the end offset may count records no fetch returns (transaction markers).
@@ -68,6 +76,9 @@ class ReplayRead:
     users: dict[str, list[Entry]] = field(default_factory=dict)
     # The first event of a user beyond the range: that user is left to the live consumer.
     newer: dict[str, RoleChangeEvent] = field(default_factory=dict)
+    # Users with an event in the range at or past the live group's committed offset: the live
+    # consumer has not finished it and will write it, so the user is left to it too.
+    owed_to_live: set[str] = field(default_factory=set)
     records: int = 0
     invalid: int = 0
 
@@ -76,6 +87,58 @@ async def read_range(
     settings: Settings, selection: ReplayRange, progress: ReplayProgress | None = None
 ) -> ReplayRead:
     """Read the chosen range up to the end offsets captured now; note users with later events."""
+    async with open_range(settings, selection, progress) as reader:
+        return reader.found
+
+
+class RangeReader:
+    """A read range, and a look past it for newer events that can be taken again and again."""
+
+    def __init__(
+        self, kafka: AIOKafkaConsumer, partitions: list[TopicPartition], max_bytes: int
+    ) -> None:
+        self.found = ReplayRead()
+        self._kafka = kafka
+        self._partitions = partitions
+        self._max_bytes = max_bytes
+        self._lock = asyncio.Lock()
+        self._started = 0
+        self._finished = 0
+
+    def beyond(self, record_timestamp: int, entry: Entry | None) -> None:
+        """Note a record past the range: its user has a newer event, the live consumer's."""
+        if entry is not None:
+            self.found.newer.setdefault(entry[0].user_id, entry[0])
+
+    async def look_for_newer(self) -> None:
+        """Return once a look begun after this call read each partition to its end then.
+
+        Looks run one at a time and callers waiting together share the next one, so many users
+        about to be written cost one read of what arrived meanwhile, not one each.
+        """
+        wanted = self._started + 1
+        async with self._lock:
+            if self._finished >= wanted:
+                return
+            self._started += 1
+            number = self._started
+            ends = await log_ends(self._kafka, self._partitions)
+            await _read_to_end(
+                self._kafka,
+                ends,
+                max_bytes=self._max_bytes,
+                on_record=self.beyond,
+                on_beyond=self.beyond,
+            )
+            self._finished = number
+
+
+@contextlib.asynccontextmanager
+async def open_range(
+    settings: Settings, selection: ReplayRange, progress: ReplayProgress | None = None
+) -> AsyncIterator[RangeReader]:
+    """Read the chosen range up to the end offsets captured now, and the rest of each partition
+    up to its end after that (users with newer events); keep reading past it on request."""
     progress = progress or ReplayProgress(interactive=False)
     kafka = AIOKafkaConsumer(
         **connection_options(settings), group_id=None, enable_auto_commit=False
@@ -86,17 +149,16 @@ async def read_range(
         # A broker that cannot be reached leaves a half-started client to close.
         await stop_consumer(kafka)
         raise
-    found = ReplayRead()
     try:
         partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
+        reader = RangeReader(kafka, partitions, settings.kafka_max_record_bytes)
+        found = reader.found
         # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
         # so records older than --since are also skipped here.
         since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
-        # Taken before the ends: a record written before this instant was there when they were.
-        read_from_ms = _now_ms()
-        ends = await kafka.end_offsets(partitions) if partitions else {}
+        ends = await log_ends(kafka, partitions)
         starts = {tp: await kafka.position(tp) for tp in partitions}
-        progress.records_expected = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
+        progress.records_expected = sum(max(0, ends[tp].offset - starts[tp]) for tp in partitions)
 
         def in_range(record_timestamp: int, entry: Entry | None) -> None:
             if record_timestamp < since_ms:
@@ -109,39 +171,56 @@ async def read_range(
             event, _ = entry
             found.users.setdefault(event.user_id, []).append(entry)
 
-        def beyond(record_timestamp: int, entry: Entry | None) -> None:
-            if entry is not None:
-                found.newer.setdefault(entry[0].user_id, entry[0])
-
         await _read_to_end(
             kafka,
             ends,
-            read_from_ms,
             max_bytes=settings.kafka_max_record_bytes,
             on_record=in_range,
-            on_beyond=beyond,
+            on_beyond=reader.beyond,
         )
+        found.owed_to_live = await _owed_to_live(settings, found)
         # The rest of each partition, up to its end now: which users the live consumer has
-        # newer events for. Bounded: traffic arriving from here on is not read.
-        tail_from_ms = _now_ms()
-        tail = await kafka.end_offsets(partitions) if partitions else {}
-        await _read_to_end(
-            kafka,
-            tail,
-            tail_from_ms,
-            max_bytes=settings.kafka_max_record_bytes,
-            on_record=beyond,
-            on_beyond=beyond,
-        )
+        # newer events for. Bounded: traffic arriving from here on is read only by later looks.
+        await reader.look_for_newer()
+        yield reader
     finally:
         await stop_consumer(kafka)
-    return found
+
+
+async def _owed_to_live(settings: Settings, found: ReplayRead) -> set[str]:
+    """The users with an event in the range that the live group has not committed past.
+
+    Read after the range: an offset below the group's commit then was finished (written or
+    audited) by the live consumer, so writing the user cannot come before a live write of it. A
+    partition the group never committed has no live consumer behind it, and owes nothing.
+    """
+    probe = AIOKafkaConsumer(
+        **connection_options(settings), group_id=settings.kafka_group_id, enable_auto_commit=False
+    )
+    try:
+        await probe.start()
+        partitions = {
+            TopicPartition(source.topic, source.partition)
+            for entries in found.users.values()
+            for _, source in entries
+        }
+        committed = {tp: await probe.committed(tp) for tp in partitions}
+    finally:
+        await stop_consumer(probe)
+    return {
+        user_id
+        for user_id, entries in found.users.items()
+        if any(
+            (at := committed.get(TopicPartition(source.topic, source.partition))) is not None
+            and source.offset >= at
+            for _, source in entries
+        )
+    }
 
 
 async def _read_to_end(
     kafka: AIOKafkaConsumer,
-    ends: dict[TopicPartition, int],
-    ends_taken_ms: int,
+    ends: dict[TopicPartition, LogEnd],
     *,
     max_bytes: int,
     on_record: Callable[[int, Entry | None], None],
@@ -149,18 +228,18 @@ async def _read_to_end(
 ) -> None:
     """Hand every record below `ends` to `on_record`; stop each partition at its end.
 
-    Tansu 0.6 reports an end offset that counts a multi-record batch as one record (see
-    observability/lag.py), so a record past the reported end that was written before the ends
-    were taken still belongs to the range; the first one written after that ends the partition.
+    The end is read as `LogEnd.holds` says (a record past Tansu's reported end offset that was
+    written before the end was taken still belongs); the first record it does not hold ends the
+    partition.
     """
-    active = set(ends)
+    active = {tp for tp in ends if not await _read_to_highwater(kafka, tp, ends[tp])}
     empty = 0
     while active:
         batch = await kafka.getmany(*active, timeout_ms=500, max_records=1000)
         for tp, fetched in batch.items():
             for record in fetched:
                 entry = _entry(record, max_bytes=max_bytes)
-                if record.offset >= ends.get(tp, 0) and record.timestamp > ends_taken_ms:
+                if not ends[tp].holds(record.offset, record.timestamp):
                     on_beyond(record.timestamp, entry)
                     # Read again from here by the next pass over the partition.
                     kafka.seek(tp, record.offset)
@@ -169,15 +248,26 @@ async def _read_to_end(
                 on_record(record.timestamp, entry)
         if batch:
             empty = 0
+            # Read to the high watermark of the last fetch (right on every broker): done, without
+            # waiting for an empty fetch to say so.
+            for tp in list(active):
+                if await _read_to_highwater(kafka, tp, ends[tp]):
+                    active.discard(tp)
             continue
         empty += 1
         for tp in list(active):
-            if await kafka.position(tp) >= ends.get(tp, 0) or empty >= _EMPTY_FETCHES_AT_END:
+            if await kafka.position(tp) >= ends[tp].offset or empty >= _EMPTY_FETCHES_AT_END:
                 active.discard(tp)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+async def _read_to_highwater(kafka: AIOKafkaConsumer, tp: TopicPartition, end: LogEnd) -> bool:
+    """Whether `tp` is read to the high watermark of its last fetch and past `end`.
+
+    The watermark in fetch responses is right on every broker (Tansu's undercount is in
+    ListOffsets only); before any fetch of `tp` it is unknown, and this is False.
+    """
+    highwater = kafka.highwater(tp)
+    return highwater is not None and await kafka.position(tp) >= max(highwater, end.offset)
 
 
 def _entry(record: ConsumerRecord[bytes, bytes], *, max_bytes: int) -> Entry | None:

@@ -4,6 +4,12 @@ The fetch loop is the only code that touches the consumer's assignment and pause
 block it, so the poll interval stays short however slow CXone is. A record's offset is committed
 only after its audit event (and DLQ copy) was acknowledged, and every earlier record of its
 partition was too.
+
+A newly assigned partition is read ahead before any of it is dispatched: from the committed
+offset up to its end at assignment time, bounded by the partition's uncommitted window plus a
+fetch batch less one record (the most an owner fetches past the commit before it pauses). That is
+every record a previous owner may have written beyond the commit, so each user's queued events
+fold into one write of their newest state, and no older state is written after a newer one.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from consumer.events import (
 from consumer.observability.metrics import OLDEST_UNFINISHED_AGE
 from consumer.observability.outcomes import record_result
 from consumer.stream.dispatcher import KeyedDispatcher
+from consumer.stream.kafka import LogEnd, log_ends
 from consumer.stream.offsets import OffsetTracker
 from consumer.stream.publisher import AuditPublisher, DeadLetter
 from consumer.sync import Synchronizer, superseded_result
@@ -46,7 +53,8 @@ class FlowLimits:
     """Bounds on fetched-but-unfinished records.
 
     `total` is never passed: a fetch takes no more than the room left. A partition at
-    `per_partition` is paused, so it passes that by at most one fetch batch.
+    `per_partition` is paused, so it passes that by at most one fetch batch; a partition being
+    read ahead after its assignment is bounded by its window (plus a batch less one) instead.
     """
 
     per_partition: int = 2_000
@@ -156,6 +164,15 @@ def read_record(
     return WorkItem(tp, record.offset, epoch, record.key, record.value, now, event, invalid)
 
 
+@dataclass
+class _CatchUp:
+    """A newly assigned partition read ahead to its end at assignment, not dispatched yet."""
+
+    # None until the fetch loop has asked the broker; records fetched before that are held.
+    end: LogEnd | None = None
+    held: list[WorkItem] = field(default_factory=list)
+
+
 class StreamConsumer:
     """Runs the consumer group member: fetch, dispatch, publish, commit, rebalance, pause."""
 
@@ -199,6 +216,7 @@ class StreamConsumer:
         # cancels what outlives its grace.
         self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[SyncResult]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._catching_up: dict[TopicPartition, _CatchUp] = {}
         self.committed: dict[TopicPartition, int] = {}
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
@@ -210,12 +228,14 @@ class StreamConsumer:
         last_commit = self._clock()
         try:
             while not stop.is_set():
+                await self._take_catch_up_ends()
                 self._apply_pauses()
                 batch = await self._kafka.getmany(timeout_ms=200, max_records=self._fetch_size())
                 now = self._clock()
                 for records in batch.values():
                     for record in records:
                         self._accept(record, now)
+                await self._end_catch_ups()
                 if batch:
                     log.debug(
                         "stream.fetched",
@@ -232,8 +252,15 @@ class StreamConsumer:
             await self._shutdown()
 
     def _fetch_size(self) -> int:
-        """Fetch no more than the total limit has room for, so `total` is a hard bound."""
+        """Fetch no more than the total limit has room for, so `total` is a hard bound.
+
+        Nor more than a partition being read ahead has left of its window, so a read-ahead stops
+        exactly where the previous owner's fetching had to stop.
+        """
         room = self._limits.total - self._tracker.total_pending()
+        for tp in self._catching_up:
+            if tp not in self._paused:
+                room = min(room, self._window(tp) - self._tracker.uncommitted(tp))
         return max(1, min(self._limits.fetch_batch, room))
 
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
@@ -242,7 +269,99 @@ class StreamConsumer:
         note = record.key[:128].decode(errors="replace") if record.key is not None else None
         epoch = self._tracker.track(tp, record.offset, at=now, note=note)
         item = read_record(record, epoch=epoch, now=now, max_bytes=self._publisher.max_record_bytes)
+        catch_up = self._catching_up.get(tp)
+        if catch_up is not None:
+            if catch_up.end is None or catch_up.end.holds(record.offset, record.timestamp):
+                catch_up.held.append(item)
+                return
+            self._release(tp, "end")
         self._dispatcher.submit(item.dispatch_key, item)
+
+    async def _take_catch_up_ends(self) -> None:
+        """Ask the broker where the partitions assigned since the last fetch end."""
+        unknown = [tp for tp, catch_up in self._catching_up.items() if catch_up.end is None]
+        if not unknown:
+            return
+        try:
+            ends = await log_ends(self._kafka, unknown)
+        except KafkaError as error:
+            # Asked again before the next fetch; the records fetched meanwhile are held.
+            log.warning("stream.end_offsets_failed", error=type(error).__name__)
+            return
+        for tp, end in ends.items():
+            if (catch_up := self._catching_up.get(tp)) is not None:
+                catch_up.end = end
+
+    async def _end_catch_ups(self) -> None:
+        """Dispatch the read-ahead of each partition that reached its end or a flow limit."""
+        if not self._catching_up:
+            return
+        over_total = self._tracker.total_pending() >= self._limits.total
+        assignment = self._kafka.assignment()
+        for tp in list(self._catching_up):
+            if tp not in self._catching_up:
+                continue  # revoked while an earlier partition was being looked at
+            if self._tracker.uncommitted(tp) >= self._window(tp):
+                # The previous owner paused at its window, fetching at most one batch past it:
+                # it wrote nothing beyond what is read ahead now.
+                self._release(tp, "window_full")
+            elif over_total:
+                # Holding more would pass `total`, which nothing may: dispatch what is read.
+                self._release(tp, "total_limit")
+            elif tp in assignment and await self._read_to_log_end(tp):
+                self._release(tp, "log_end")
+
+    def _window(self, tp: TopicPartition) -> int:
+        """The uncommitted window of `tp`, wider by a fetch batch less one while read ahead.
+
+        A partition pauses once its window is reached, so its owner can have fetched (and
+        written) up to one batch less one record past it: the read-ahead covers exactly that.
+        """
+        extra = self._limits.fetch_batch - 1 if tp in self._catching_up else 0
+        return self._limits.max_uncommitted + extra
+
+    async def _read_to_log_end(self, tp: TopicPartition) -> bool:
+        """Whether every record of `tp` there at assignment was fetched: nothing left to read.
+
+        The high watermark of the last fetch response is right on every broker (Tansu's
+        undercount is in ListOffsets only); before any response it is unknown, and so is this.
+        """
+        catch_up = self._catching_up.get(tp)
+        highwater = self._kafka.highwater(tp)
+        if catch_up is None or catch_up.end is None or highwater is None:
+            return False
+        try:
+            # Valid once a fetch response came, so this does not wait for a reset.
+            async with asyncio.timeout(1.0):
+                position = await self._kafka.position(tp)
+        except (TimeoutError, KafkaError):
+            return False
+        # A rebalance while waiting may have revoked the partition or begun a new read-ahead.
+        if self._catching_up.get(tp) is not catch_up:
+            return False
+        return bool(position >= max(highwater, catch_up.end.offset))
+
+    def _release(self, tp: TopicPartition, reason: str) -> None:
+        """End a partition's read-ahead: dispatch every held record at once, in offset order.
+
+        Submitted without a pause in between, so each user's worker finds all of that user's
+        held events queued and folds them into one write of the newest state.
+        """
+        catch_up = self._catching_up.pop(tp)
+        for item in catch_up.held:
+            self._dispatcher.submit(item.dispatch_key, item)
+        held = catch_up.held
+        log.info(
+            "stream.caught_up",
+            topic=tp.topic,
+            partition=tp.partition,
+            records=len(held),
+            users=len({item.dispatch_key for item in held}),
+            first_offset=held[0].offset if held else None,
+            last_offset=held[-1].offset if held else None,
+            end_offset=catch_up.end.offset if catch_up.end else None,
+            reason=reason,
+        )
 
     def _apply_pauses(self) -> None:
         """Pause what is over its limits or held by the circuit or the guard; resume the rest."""
@@ -256,9 +375,7 @@ class StreamConsumer:
             else:
                 self._dispatcher.resume()
         over_total = self._tracker.total_pending() >= self._limits.total
-        full = {
-            tp for tp in assignment if self._tracker.uncommitted(tp) >= self._limits.max_uncommitted
-        }
+        full = {tp for tp in assignment if self._tracker.uncommitted(tp) >= self._window(tp)}
         for tp in full - self._full:
             oldest = self._tracker.oldest_unfinished(tp)
             log.warning(
@@ -273,7 +390,13 @@ class StreamConsumer:
         wanted = full | {
             tp
             for tp in assignment
-            if held or over_total or self._tracker.pending(tp) >= self._limits.per_partition
+            if held
+            or over_total
+            # A partition reading ahead holds its records until the read ends: its window bounds it.
+            or (
+                tp not in self._catching_up
+                and self._tracker.pending(tp) >= self._limits.per_partition
+            )
         }
         if to_pause := wanted - self._paused:
             self._kafka.pause(*to_pause)
@@ -485,6 +608,9 @@ class StreamConsumer:
         if not revoked:
             return
         dropped = self._dispatcher.discard(lambda item: item.tp in revoked)
+        for tp in revoked:
+            if (catch_up := self._catching_up.pop(tp, None)) is not None:
+                dropped.extend(catch_up.held)
         settled = await self._dispatcher.wait_for(
             lambda item: item.tp in revoked, self._limits.revoke_grace
         )
@@ -511,7 +637,9 @@ class StreamConsumer:
         )
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Note a new assignment; fetching starts from the committed offsets."""
+        """Note a new assignment; each partition is read ahead from its committed offset."""
+        for tp in assigned:
+            self._catching_up[tp] = _CatchUp()
         log.info(
             "stream.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
         )
@@ -527,6 +655,10 @@ class StreamConsumer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._limits.shutdown_grace
         abandoned = await self._dispatcher.close(self._limits.shutdown_grace)
+        # Held read-ahead was never started: uncommitted, so the next owner reads it again.
+        for catch_up in self._catching_up.values():
+            abandoned.extend(catch_up.held)
+        self._catching_up.clear()
         await self._settle_background(max(0.0, deadline - loop.time()))
         for task in set(self._background):
             task.cancel()

@@ -7,11 +7,14 @@ import contextlib
 import functools
 import os
 import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.errors import KafkaError
 from stamina.instrumentation import RetryDetails
@@ -228,6 +231,37 @@ async def partitions_of(
             raise ConfigurationError(f"topic {topic} does not exist or has no partitions")
         await consumer.topics()
         await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class LogEnd:
+    """A partition's end as the broker reported it at one instant (`taken_ms`, epoch ms).
+
+    Tansu 0.6 reports the base offset of the last batch + 1, so records of that batch past the
+    reported offset were already there: a record belongs before the end when its offset is below
+    it or it was written no later than the instant the end was taken. On a broker that reports
+    the end right, the offset alone decides; the time only ever adds records written meanwhile.
+    """
+
+    offset: int
+    taken_ms: int
+
+    def holds(self, offset: int, timestamp_ms: int) -> bool:
+        """Whether the record at `offset`, written at `timestamp_ms`, was there at this end."""
+        return offset < self.offset or timestamp_ms <= self.taken_ms
+
+
+async def log_ends(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, LogEnd]:
+    """The end of each partition now, read through Tansu's undercount (see `LogEnd`)."""
+    chosen = list(partitions)
+    if not chosen:
+        return {}
+    # Taken before asking: a record written before this instant was there when the ends were.
+    taken_ms = int(time.time() * 1000)
+    ends = await consumer.end_offsets(chosen)
+    return {tp: LogEnd(ends[tp], taken_ms) for tp in chosen}
 
 
 def log_kafka_retry(details: RetryDetails) -> None:
