@@ -31,7 +31,7 @@ from tests.integration.harness import (
     running_service,
     wait_until,
 )
-from tests.integration.test_stream_crash import (
+from tests.integration.workload import (
     WORKLOAD_POLICY,
     EventProducer,
     RoleEvent,

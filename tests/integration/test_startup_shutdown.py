@@ -17,7 +17,7 @@ from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import ServiceProcess, logged, make_pipeline, wait_until
 from tests.integration.test_cli import VALID_ENVIRONMENT, cli
-from tests.integration.test_stream_crash import RoleEvent, produce_events, seed_users
+from tests.integration.workload import RoleEvent, produce_events, seed_users
 
 # Far longer than any wait below: a process that stops in time did not wait out its grace.
 LONG_GRACE = "120"

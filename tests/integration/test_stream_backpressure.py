@@ -20,7 +20,7 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.scim.client import RetryPolicy
 from tests.conftest import Topics
 from tests.integration.harness import fast_tuning, make_pipeline, running_service, wait_until
-from tests.integration.test_stream_crash import (
+from tests.integration.workload import (
     ROLE_SETS,
     EventProducer,
     RoleEvent,

@@ -13,7 +13,7 @@ from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import fast_tuning, make_pipeline, running_service
-from tests.integration.test_stream_crash import (
+from tests.integration.workload import (
     EventProducer,
     RoleEvent,
     committed_offsets,
