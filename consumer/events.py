@@ -207,10 +207,17 @@ def parse_event(value: bytes | None) -> RoleChangeEvent:
         document = _checked_document(text)
     except _NotJson as error:
         raise _invalid_json(value, str(error)) from None
-    # The shape is bounded now, so the JSON validator may have the last word: strict, so that
-    # no field is coerced from another type ("primary": "yes"), and it refuses what a Python
-    # string keeps (an escape spelling a lone surrogate).
-    return _validated_json(value, event_id=_event_id_of(document))
+    event_id = _event_id_of(document)
+    try:
+        # The document is parsed already: most bad records stop here, with errors that point
+        # at objects that exist, without the record being parsed a second time.
+        RoleChangeEvent.model_validate(document)
+    except ValidationError as error:
+        raise _invalid(error, event_id) from error
+    # The JSON validator has the last word: strict, so that no field is coerced from another
+    # type ("primary": "yes"), and it refuses what a Python string keeps (an escape spelling a
+    # lone surrogate is not JSON text).
+    return _validated_json(value, event_id=event_id)
 
 
 def _validated_json(value: bytes, *, event_id: str | None) -> RoleChangeEvent:

@@ -622,8 +622,8 @@ def test_a_lone_surrogate_escape_is_refused() -> None:
     """An id spelling a lone UTF-16 surrogate is no string an event can carry."""
     value = encoded(event_document()).replace(b'"evt-1"', b'"evt-\\ud800"', 1)
     error = invalid(value)
-    assert error.reason == "invalid_json"
-    assert error.detail.startswith("event: Invalid JSON: ")
+    assert error.reason == "schema_violation"
+    assert error.detail.startswith("id: Input should be a valid string")
 
 
 def test_an_escaped_surrogate_pair_is_one_character() -> None:
