@@ -318,13 +318,7 @@ def test_same_roles_again_is_allowed_but_not_a_revocation() -> None:
 
 def test_deactivation_is_always_allowed_and_removes_everything() -> None:
     """A deactivation goes through whatever the user holds, writing no role."""
-    event = RoleChangeEvent(
-        specversion="1.0",
-        id="evt-2",
-        source="okta/test",
-        type=EventType.DEACTIVATED,
-        data=RoleChangeData(user_id="u-1001"),
-    )
+    event = deactivation()
     decision = decide(event, current=["floor", "ghost", "admin"])
     assert decision.allowed
     assert decision.roles == ()
@@ -491,17 +485,22 @@ def test_allowed_roles_have_exactly_one_primary(
 @pytest.mark.parametrize("held", [[], ["admin"], ["ghost", "floor"]])
 def test_deactivation_is_allowed_for_any_holding(held: list[str]) -> None:
     """Deactivation is allowed whatever the user holds."""
-    event = RoleChangeEvent(
-        specversion="1.0",
-        id="evt-3",
-        source="okta/test",
-        type=EventType.DEACTIVATED,
-        data=RoleChangeData(user_id="u-1001", roles=(role("admin"),)),
-    )
+    event = deactivation("admin")
     decision = decide(event, current=held)
     assert (decision.allowed, decision.roles, decision.removed) == (True, (), frozenset(held))
     if decision.roles:
         assert sum(r.primary for r in decision.roles) == 1
+
+
+def deactivation(*roles: str) -> RoleChangeEvent:
+    """An `idp.user.deactivated` event for one user, carrying the given roles (usually none)."""
+    return RoleChangeEvent(
+        specversion="1.0",
+        id="evt-d",
+        source="okta/test",
+        type=EventType.DEACTIVATED,
+        data=RoleChangeData(user_id="u-1001", roles=tuple(role(r) for r in roles) or None),
+    )
 
 
 def reactivation(*roles: str, approval: Approval | None = None) -> RoleChangeEvent:
@@ -637,15 +636,8 @@ def test_refused_reactivation_leaves_the_user_inactive() -> None:
 
 def test_roles_change_keeps_active_and_deactivation_clears_it() -> None:
     """A roles change leaves `active` alone; a deactivation sets it false."""
-    deactivation = RoleChangeEvent(
-        specversion="1.0",
-        id="evt-d",
-        source="okta/test",
-        type=EventType.DEACTIVATED,
-        data=RoleChangeData(user_id="u-1001"),
-    )
     assert decide(change("agent")).active is None
-    assert decide(deactivation, ["agent"]).active is False
+    assert decide(deactivation(), ["agent"]).active is False
 
 
 KEY = b"example-approval-key"
