@@ -240,7 +240,8 @@ class KafkaSettings(BaseSettings):
             raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
         if self.kafka_ssl_key_password is not None and self.kafka_ssl_keyfile is None:
             raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEYFILE")
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        # The CA file has a field validator of its own, which also reads it.
+        for name in ("kafka_ssl_certfile", "kafka_ssl_keyfile"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}: no such file: {path}")
