@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format types unit integration schemas bench lock audit dashboard-png clean
+.PHONY: demo test docs lint format types unit integration schemas bench lock audit dashboard-png clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 demo: $(VENV)/.sandbox
 	$(BIN)/cxone-role-sync demo
 
-test: lint types
+test: lint types docs
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.dev
@@ -33,6 +33,10 @@ format: $(VENV)/.dev
 
 types: $(VENV)/.dev
 	$(BIN)/mypy consumer
+
+# The documentation site, strict: a broken link or anchor fails the build.
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest -q tests/unit
@@ -56,7 +60,7 @@ lock: $(VENV)/.dev
 # --strict: a dependency that could not be audited fails the audit too.
 audit: $(VENV)/.dev
 	$(BIN)/pip-audit --strict --disable-pip --no-deps --requirement requirements.lock
-# Runs the sandbox with traffic and a real Prometheus, draws every panel: dashboards/dashboard.png
+# Runs the sandbox with traffic and a real Prometheus, draws every panel: docs/dashboard.png
 dashboard-png: $(VENV)/.dev
 	$(BIN)/python -m bench.dashboard
 

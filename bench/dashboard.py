@@ -3,7 +3,7 @@
 Runs the sandbox (embedded broker, CXone simulator) with the real service and steady traffic,
 with a real Prometheus scraping it; halfway through, the simulator throttles and fails a few
 requests so the retry panels have something to show. Then every panel of
-dashboards/cxone-role-sync.json is queried over the run and drawn into dashboards/dashboard.png,
+dashboards/cxone-role-sync.json is queried over the run and drawn into docs/dashboard.png,
 laid out as Grafana lays it out. Nothing is drawn by hand: rerun it to regenerate the picture.
 """
 
@@ -36,7 +36,7 @@ from tests.integration.prometheus import PrometheusServer, substitute
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboards" / "cxone-role-sync.json"
-OUTPUT = ROOT / "dashboards" / "dashboard.png"
+OUTPUT = ROOT / "docs" / "dashboard.png"
 STEP_SECONDS = 2
 # Grafana's interval variables for 1 s scrapes and a few minutes of data.
 VARIABLES = {

@@ -16,7 +16,7 @@ from tests.integration.prometheus import exposed_metric_names, referenced_metric
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 RULES = DASHBOARDS / "alerts.yml"
 RULE_TESTS = DASHBOARDS / "alerts.test.yml"
-RUNBOOK = "https://github.com/cxone-role-sync/cxone-role-sync#runbook-"
+RUNBOOK = "https://github.com/cxone-role-sync/cxone-role-sync/blob/main/docs/runbooks.md#runbook-"
 
 EXPECTED_ALERTS = {
     "ConsumerLagGrowing",

@@ -649,7 +649,7 @@ def signed(ticket: str, signature: str | None, expires_at: datetime | None = Non
 
 
 def test_the_documented_signature_example_holds() -> None:
-    """The README and schema example: this key, user, role and ticket give this signature."""
+    """The docs and schema example: this key, user, role and ticket give this signature."""
     assert (
         approval_signature(KEY, "u-1001", ["admin_support"], "CHG-1234")
         == "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43"
@@ -657,8 +657,8 @@ def test_the_documented_signature_example_holds() -> None:
     schema = RoleChangeEvent.model_json_schema()
     described = str(schema["$defs"]["Approval"]["properties"]["signature"])
     assert "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43" in described
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    assert "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43" in readme
+    docs = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    assert "01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43" in docs
 
 
 def test_a_correctly_signed_approval_is_accepted() -> None:
