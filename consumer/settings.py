@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from consumer.broker_address import normalise_broker_list
 from consumer.errors import ConfigurationError
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -205,6 +206,11 @@ class KafkaSettings(BaseSettings):
             raise ValueError(value.reason)
         return value
 
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        return normalise_broker_list(value)
+
     @field_validator("kafka_sasl_password", "kafka_ssl_key_password")
     @classmethod
     def _non_empty_kafka_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -320,12 +326,29 @@ class Settings(KafkaSettings):
         return require_safe_url(value)
 
     @field_validator(
-        "cxone_client_secret", "cxone_access_key_secret", "admin_token", "approval_hmac_key"
+        "cxone_client_secret",
+        "cxone_access_key_secret",
+        "admin_token",
+        "approval_hmac_key",
+        "webhook_secret",
     )
     @classmethod
     def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _presentable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # A bearer token arrives in a header, whose value loses its outer blanks on the way:
+        # a token that begins or ends with one could never be presented, so it stops start-up.
+        token = "" if value is None else value.get_secret_value()
+        if token != token.strip() or not token.isprintable():
+            raise ValueError(
+                "must not begin or end with whitespace, nor hold control characters "
+                "(a bearer token cannot carry them)"
+            )
         return value
 
     @field_validator("policy_file")

@@ -19,6 +19,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.errors import KafkaError
 from stamina.instrumentation import RetryDetails
 
+from consumer.broker_address import parse_broker_addresses
 from consumer.errors import ConfigurationError
 from consumer.observability.retries import install_retry_hook
 from consumer.settings import SaslMechanism, SecurityProtocol, Settings
@@ -26,7 +27,6 @@ from consumer.settings import SaslMechanism, SecurityProtocol, Settings
 log = structlog.get_logger(__name__)
 
 TLS_PROTOCOLS = frozenset({SecurityProtocol.SSL, SecurityProtocol.SASL_SSL})
-DEFAULT_KAFKA_PORT = 9092
 
 DEFAULT_MAX_REQUEST_SIZE = 1_048_576
 """aiokafka's default `max_request_size`."""
@@ -113,13 +113,6 @@ def _reason(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _host_port(server: str) -> tuple[str, int]:
-    host, _, port = server.strip().rpartition(":")
-    if not host:
-        return server.strip(), DEFAULT_KAFKA_PORT
-    return host.strip("[]"), int(port) if port.isdigit() else DEFAULT_KAFKA_PORT
-
-
 async def verify_broker_tls(settings: Settings, *, within: float = 10.0) -> None:
     """Refuse to start when a bootstrap broker's certificate does not verify.
 
@@ -131,8 +124,8 @@ async def verify_broker_tls(settings: Settings, *, within: float = 10.0) -> None
     if settings.kafka_security_protocol not in TLS_PROTOCOLS:
         return
     context = ssl_context(settings)
-    for server in settings.kafka_bootstrap_servers.split(","):
-        host, port = _host_port(server)
+    for server in parse_broker_addresses(settings.kafka_bootstrap_servers):
+        host, port = server.host, server.port
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=context, server_hostname=host), within

@@ -87,6 +87,58 @@ def test_malformed_setting_fails_fast_naming_it(name: str, value: str) -> None:
         assert secret not in finished.stdout + finished.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "name", "value", "line"),
+    [
+        (
+            "run",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "127.0.0.1:notaport",
+            "configuration error: KAFKA_BOOTSTRAP_SERVERS: '127.0.0.1:notaport': "
+            "the port must be a number from 1 to 65535",
+        ),
+        (
+            "run",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "",
+            "configuration error: KAFKA_BOOTSTRAP_SERVERS: must name at least one broker "
+            "as host:port",
+        ),
+        (
+            "audit",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "127.0.0.1:9,",
+            "configuration error: KAFKA_BOOTSTRAP_SERVERS: has an empty entry (a stray comma?)",
+        ),
+        (
+            "run",
+            "WEBHOOK_SECRET",
+            "",
+            "configuration error: WEBHOOK_SECRET: must not be empty",
+        ),
+        (
+            "run",
+            "ADMIN_TOKEN",
+            "adm-token-8c02 ",
+            "configuration error: ADMIN_TOKEN: must not begin or end with whitespace, "
+            "nor hold control characters (a bearer token cannot carry them)",
+        ),
+    ],
+)
+def test_a_setting_that_could_never_work_is_one_line_and_exit_2(
+    command: str, name: str, value: str, line: str
+) -> None:
+    """A broker list, webhook secret or admin token that cannot work stops with one line, exit 2."""
+    environment = {**VALID_ENVIRONMENT, "WEBHOOK_URL": "http://127.0.0.1:9/hook", name: value}
+    if name != "WEBHOOK_SECRET":
+        environment["WEBHOOK_SECRET"] = "cli-webhook-secret-11d7"
+    finished = cli(command, environment=environment)
+    assert (finished.returncode, finished.stdout) == (2, "")
+    assert finished.stderr.splitlines() == [line]
+    for secret in (*SECRETS, "adm-token-8c02", "cli-webhook-secret-11d7"):
+        assert secret not in finished.stderr
+
+
 def test_check_policy_prints_the_hierarchy() -> None:
     """`check-policy examples/policy.yaml` exits 0 and prints the role tree and the limits."""
     finished = cli("check-policy", "examples/policy.yaml")

@@ -416,11 +416,13 @@ def test_every_secret_may_come_from_a_file(
         environment.setenv(other, f"{other.lower()}-from-environment")
     environment.delenv(name)
     secret = tmp_path / "secret"
-    secret.write_text(f"{name.lower()}-from-a-file\n\n")
+    # A second newline stays part of the secret, except in ADMIN_TOKEN, which refuses it.
+    kept = "" if name == "ADMIN_TOKEN" else "\n"
+    secret.write_text(f"{name.lower()}-from-a-file{kept}\n")
     environment.setenv(f"{name}_FILE", str(secret))
     settings = load_settings()
     value = getattr(settings, name.lower())
-    assert value == SecretStr(f"{name.lower()}-from-a-file\n")
+    assert value == SecretStr(f"{name.lower()}-from-a-file{kept}")
     others = {other: getattr(settings, other.lower()) for other in SECRET_SETTINGS if other != name}
     assert others == {other: SecretStr(f"{other.lower()}-from-environment") for other in others}
 
@@ -706,3 +708,72 @@ def test_kafka_settings_need_no_cxone_or_policy(environment: pytest.MonkeyPatch)
     assert str(caught.value) == (
         "configuration error: KAFKA_SASL_MECHANISM is required with a SASL security protocol"
     )
+
+
+def test_a_bad_broker_list_is_reported_with_the_other_bad_settings(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """A broker list aiokafka would choke on is one line among the others, all at once."""
+    environment.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:notaport")
+    environment.setenv("SYNC_MAX_CONCURRENCY", "many")
+    assert configuration_errors() == [
+        "configuration error: KAFKA_BOOTSTRAP_SERVERS: '127.0.0.1:notaport': "
+        "the port must be a number from 1 to 65535",
+        "configuration error: SYNC_MAX_CONCURRENCY: Input should be a valid integer, "
+        "unable to parse string as an integer",
+    ]
+
+
+def test_an_empty_broker_list_is_refused_for_every_command(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """An empty KAFKA_BOOTSTRAP_SERVERS stops `run` and the Kafka-only commands alike."""
+    environment.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
+    expected = (
+        "configuration error: KAFKA_BOOTSTRAP_SERVERS: must name at least one broker as host:port"
+    )
+    assert configuration_error() == expected
+    with pytest.raises(ConfigurationError) as caught:
+        load_kafka_settings()
+    assert str(caught.value) == expected
+
+
+def test_a_broker_list_is_normalised(environment: pytest.MonkeyPatch) -> None:
+    """Blanks around entries are dropped and each entry names its port."""
+    environment.setenv("KAFKA_BOOTSTRAP_SERVERS", " kafka-1:9093 , kafka-2 ")
+    assert load_settings().kafka_bootstrap_servers == "kafka-1:9093,kafka-2:9092"
+
+
+def test_an_empty_webhook_secret_is_refused(environment: pytest.MonkeyPatch) -> None:
+    """An empty WEBHOOK_SECRET would sign every webhook with an empty key: it stops start-up."""
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/role-sync")
+    environment.setenv("WEBHOOK_SECRET", "")
+    assert configuration_error() == "configuration error: WEBHOOK_SECRET: must not be empty"
+
+
+@pytest.mark.parametrize(
+    "token", ["admin-token ", " admin-token", "admin-token\t", "admin\x07token", "admin-token\r"]
+)
+def test_an_admin_token_that_cannot_be_presented_is_refused(
+    environment: pytest.MonkeyPatch, token: str
+) -> None:
+    """A token with blanks at an end or control characters could never match a bearer header."""
+    environment.setenv("ADMIN_TOKEN", token)
+    message = configuration_error()
+    assert message == (
+        "configuration error: ADMIN_TOKEN: must not begin or end with whitespace, nor hold "
+        "control characters (a bearer token cannot carry them)"
+    )
+    assert "admin" not in message.removeprefix("configuration error: ADMIN_TOKEN")
+
+
+def test_an_admin_token_file_loses_only_its_trailing_newline(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A token file's one trailing newline is stripped, so the usual file is accepted."""
+    path = tmp_path / "admin_token"
+    path.write_text("admin-token-4e1d\n")
+    environment.setenv("ADMIN_TOKEN_FILE", str(path))
+    token = load_settings().admin_token
+    assert token is not None
+    assert token.get_secret_value() == "admin-token-4e1d"
