@@ -44,6 +44,9 @@ UserId = Annotated[
 ]
 RoleId = Annotated[str, Field(pattern=ROLE_ID_PATTERN)]
 
+# The documented signing example (docs/policy.md): a test recomputes it from the docs text.
+EXAMPLE_SIGNATURE = "146481a4840d3ed941ea4648d953172db74e0ad2313c309fd6ecf2549f9d3890"
+
 
 def is_valid_user_id(value: str) -> bool:
     """Whether a string is a user id that may be placed in a URL path."""
@@ -73,11 +76,15 @@ class RoleAssignment(_Strict):
     ) = None
 
 
+# No line break or other control character: each signed field is one line of the signed text.
+ApprovalText = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class Approval(_Strict):
     """The change ticket that approves adding a privileged role."""
 
-    ticket: Annotated[str, Field(min_length=1, max_length=128)]
-    approved_by: Annotated[str, Field(min_length=1, max_length=128)]
+    ticket: ApprovalText
+    approved_by: ApprovalText
     signature: (
         Annotated[
             str,
@@ -87,12 +94,15 @@ class Approval(_Strict):
                 max_length=128,
                 description=(
                     "Required when the service has APPROVAL_HMAC_KEY: lowercase hex HMAC-SHA256,"
-                    " keyed with the UTF-8 bytes of the key, over the UTF-8 bytes of"
-                    ' user_id + "\\n" + ",".join(sorted(privileged role ids the change adds,'
-                    ' including those it adds by inheritance)) + "\\n" + ticket.'
-                    " Example: key 'example-approval-key', user_id 'u-1001', adding admin_support,"
-                    " ticket 'CHG-1234' signs 'u-1001\\nadmin_support\\nCHG-1234' as"
-                    " 01a4fed5199ec4a54bd03f4d3df006371b2c3acef2b825f4cd394b71f11f5f43."
+                    " keyed with the UTF-8 bytes of the key, over the UTF-8 bytes of the lines"
+                    ' user_id, the sorted privileged role ids it grants (joined by ","),'
+                    " ticket, approved_by and expires_at"
+                    " (in UTC as YYYY-MM-DDTHH:MM:SSZ, with .ffffff when it has a fraction of"
+                    ' a second; empty when absent), joined by "\\n". Example: key'
+                    " 'example-approval-key', user_id 'u-1001', adding admin_support, ticket"
+                    " 'CHG-1234', approved_by 'secops', no expires_at signs"
+                    " 'u-1001\\nadmin_support\\nCHG-1234\\nsecops\\n' as"
+                    f" {EXAMPLE_SIGNATURE}."
                 ),
             ),
         ]
@@ -101,7 +111,12 @@ class Approval(_Strict):
     expires_at: (
         Annotated[
             AwareDatetime,
-            Field(description="RFC 3339; once it has passed the approval no longer approves."),
+            Field(
+                description=(
+                    "RFC 3339 with an offset; once it has passed the approval no longer"
+                    " approves. Signed as the instant it names, in UTC."
+                )
+            ),
         ]
         | None
     ) = None

@@ -8,13 +8,12 @@ metrics and turns a refused decision into an audit result.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from consumer.approvals import approval_signature, signature_matches
 from consumer.catalog import Policy, RoleCatalog, find_cycle
 from consumer.events import Approval, RoleAssignment, RoleChangeEvent
 from consumer.scim.mapping import DesiredRole
@@ -23,7 +22,6 @@ __all__ = [
     "Decision",
     "Reason",
     "Violation",
-    "approval_signature",
     "effective_access",
     "evaluate",
 ]
@@ -227,14 +225,6 @@ def evaluate(
     )
 
 
-def approval_signature(
-    key: bytes, user_id: str, privileged_role_ids: Collection[str], ticket: str
-) -> str:
-    """The signature an approval of these privileged roles must carry: lowercase hex HMAC-SHA256."""
-    canonical = f"{user_id}\n{','.join(sorted(privileged_role_ids))}\n{ticket}"
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
-
-
 def effective_access(catalog: RoleCatalog, role_ids: Collection[str]) -> frozenset[str]:
     """Effective access: catalog roles with all they inherit, plus any uncatalogued role as is."""
     return catalog.effective_roles(role_ids) | {r for r in role_ids if r not in catalog}
@@ -305,10 +295,15 @@ def _unapproved_privileges(policy: Policy, change: _Change) -> Iterator[Violatio
             )
         return
     if change.approval_key is not None:
-        expected = approval_signature(change.approval_key, change.user_id, gained, approval.ticket)
-        if approval.signature is None or not hmac.compare_digest(
-            approval.signature.encode(), expected.encode()
-        ):
+        expected = approval_signature(
+            change.approval_key,
+            user_id=change.user_id,
+            privileged_role_ids=gained,
+            ticket=approval.ticket,
+            approved_by=approval.approved_by,
+            expires_at=approval.expires_at,
+        )
+        if not signature_matches(approval.signature, expected):
             state = "has no signature" if approval.signature is None else "has a wrong signature"
             yield Violation(
                 Reason.APPROVAL_INVALID,

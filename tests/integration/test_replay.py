@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from consumer.approvals import approval_signature
 from consumer.errors import ConfigurationError
 from consumer.events import Mode, Outcome
-from consumer.policy import approval_signature
 from consumer.progress import ReplayProgress
 from consumer.replay import ReplayRange, parse_offsets, replay
 from consumer.sandbox.feed import AuditReader, produce
@@ -343,7 +343,17 @@ async def test_signed_approvals_are_checked_with_the_configured_key(
         }
         return record_key, json.dumps(document).encode()
 
-    good = approval_signature(key.encode(), "u-1", ["admin_support"], "CHG-7")
+    def signature(user: str, expires_at: datetime | None = None) -> str:
+        return approval_signature(
+            key.encode(),
+            user_id=user,
+            privileged_role_ids=["admin_support"],
+            ticket="CHG-7",
+            approved_by="secops",
+            expires_at=expires_at,
+        )
+
+    good = signature("u-1")
     await produce(
         pipeline.bootstrap_servers,
         pipeline.input_topic,
@@ -352,7 +362,7 @@ async def test_signed_approvals_are_checked_with_the_configured_key(
             approved("u-2", good),  # signed for u-1, not for u-2
             approved(
                 "u-3",
-                approval_signature(key.encode(), "u-3", ["admin_support"], "CHG-7"),
+                signature("u-3", datetime(2020, 1, 1, tzinfo=UTC)),
                 expires_at="2020-01-01T00:00:00Z",
             ),
         ],

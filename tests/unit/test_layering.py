@@ -101,7 +101,7 @@ def test_the_service_and_replay_never_load_the_sandbox() -> None:
         assert not {m for m in loaded if _within(m, "consumer.sandbox") or m == "consumer.demo"}
 
 
-PURE = ("consumer.policy", "consumer.scim.mapping", "consumer.fold")
+PURE = ("consumer.policy", "consumer.scim.mapping", "consumer.fold", "consumer.approvals")
 PURE_STDLIB = {
     "__future__",
     "collections",
@@ -115,6 +115,7 @@ PURE_STDLIB = {
     "typing",
 }
 PURE_CONSUMER = {
+    "consumer.approvals",
     "consumer.catalog",
     "consumer.errors",
     "consumer.events",
