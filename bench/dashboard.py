@@ -1,8 +1,9 @@
 """`python -m bench.dashboard` (`make dashboard-png`): the dashboard drawn from a real run.
 
 Runs the sandbox (embedded broker, CXone simulator) with the real service and steady traffic,
-with a real Prometheus scraping it; halfway through, the simulator throttles and fails a few
-requests so the retry panels have something to show. Then every panel of
+with a real Prometheus scraping it and a webhook receiver taking its audit notifications; halfway
+through, the simulator throttles and fails a few requests and the receiver refuses
+notifications, so the retry and webhook panels have something to show. Then every panel of
 dashboards/cxone-role-sync.json is queried over the run and drawn into docs/dashboard.png,
 laid out as Grafana lays it out. Nothing is drawn by hand: rerun it to regenerate the picture.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import yaml
+from aiohttp import web
 
 from bench.dashboard_render import Series, render, series_of
 from consumer.demo import INPUT_TOPIC, example_policy, sandbox
@@ -31,7 +33,8 @@ from consumer.sandbox.traffic import send_traffic
 from consumer.service import Tuning, run_service
 from consumer.settings import load_settings
 
-# The Prometheus the tests use: one place that knows how to start it.
+# The Prometheus and the webhook endpoint the tests use: one place that knows how to start them.
+from tests.integration.hook import HookEndpoint
 from tests.integration.prometheus import PrometheusServer, substitute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +68,19 @@ def _policy_for_the_run(directory: Path, seconds: float, per_second: float) -> P
     return path
 
 
+class Receiver(HookEndpoint):
+    """A webhook receiver that takes every notification, except while told to refuse them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """204, or 400 (a refusal the service does not retry) while refusing."""
+        await request.read()
+        return web.Response(status=400 if self.refusing else 204)
+
+
 async def collect(*, seconds: float, per_second: float, tansu_bin: str | None) -> dict[str, Any]:
     """Run everything for `seconds`, then return the panels' series over that time."""
     dashboard = json.loads(DASHBOARD.read_text())
@@ -80,10 +96,15 @@ async def _collect(
     per_second: float,
     tansu_bin: str | None,
 ) -> dict[str, Any]:
-    async with sandbox(tansu_bin) as box:
+    async with sandbox(tansu_bin) as box, Receiver() as receiver:
         metrics_port = _free_port()
         environment = {k.lower(): v for k, v in box.environment(policy).items()}
-        settings = load_settings(**environment, metrics_port=metrics_port)
+        settings = load_settings(
+            **environment,
+            metrics_port=metrics_port,
+            webhook_url=receiver.url,
+            webhook_secret="dashboard-picture",
+        )
         stop, health = asyncio.Event(), HealthState()
         service = asyncio.create_task(
             run_service(settings, stop, tuning=Tuning(metrics_host="127.0.0.1"), health=health)
@@ -111,9 +132,11 @@ async def _collect(
                 # Trouble for a while: throttling and some server errors, then calm again.
                 box.simulator.set_rate_limit(per_second * 40, burst=5)
                 box.simulator.set_fault_probability(0.05, 503)
+                receiver.refusing = True
                 await asyncio.sleep(seconds / 4)
                 box.simulator.clear_rate_limit()
                 box.simulator.clear_faults()
+                receiver.refusing = False
                 await asyncio.sleep(seconds / 4)
                 traffic_stop.set()
                 sent = await traffic
@@ -167,7 +190,8 @@ def main() -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (
         f"Rendered by `make dashboard-png` on {when}: {run['sent']} sandbox events in "
-        f"{run['seconds']:.0f} s, throttling and 5% server errors in the third quarter, "
+        f"{run['seconds']:.0f} s, throttling, 5% server errors and a webhook receiver refusing "
+        "in the third quarter, "
         "queried from a real Prometheus (mass-revocation guard limit raised for the run)"
     )
     render(run["dashboard"], run["series"], options.output, subtitle=subtitle)

@@ -1,10 +1,13 @@
 """Drawing the Grafana dashboard's panels with matplotlib, laid out on Grafana's 24-column grid.
 
-Pure: panels (the dashboard JSON) and the series Prometheus answered in, a PNG file out.
+Pure: panels (the dashboard JSON) and the series Prometheus answered in, a PNG file out. The
+PNG says in its own text chunks which panels it draws and which of them had data, so a test can
+hold the picture against the dashboard without looking at pixels.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+PANELS_KEY = "Panels"
+"""The PNG text chunk listing the titles of the panels drawn, in the dashboard's order (JSON)."""
+EMPTY_KEY = "Panels without data"
+"""The PNG text chunk listing the titles of the panels drawn as "No data" (JSON)."""
 GRID_COLUMNS = 24
 INCHES_PER_ROW = 0.42
 WIDTH_INCHES = 18.0
@@ -83,6 +90,7 @@ def render(
     import matplotlib.pyplot as plt
 
     panels = [panel for panel in dashboard["panels"] if "gridPos" in panel]
+    empty = [panel["title"] for panel in panels if not _has_data(series.get(panel["id"], []))]
     rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in panels)
     header = 1.0
     height = rows * INCHES_PER_ROW + header
@@ -108,8 +116,25 @@ def render(
         else:
             _draw_timeseries(axes, lines, mdates)
     output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=72, facecolor=figure.get_facecolor())
+    metadata = {
+        PANELS_KEY: json.dumps([panel["title"] for panel in panels]),
+        EMPTY_KEY: json.dumps(empty),
+    }
+    figure.savefig(output, dpi=72, facecolor=figure.get_facecolor(), metadata=metadata)
     plt.close(figure)
+
+
+def drawn_panels(png: Path) -> tuple[list[str], list[str]]:
+    """The titles of the panels a rendered PNG draws, and of those drawn without data."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        text = dict(getattr(image, "text", {}))
+    return json.loads(text.get(PANELS_KEY, "[]")), json.loads(text.get(EMPTY_KEY, "[]"))
+
+
+def _has_data(lines: Sequence[Series]) -> bool:
+    return any(line.points for line in lines)
 
 
 def _draw_timeseries(axes: Any, lines: Sequence[Series], mdates: Any) -> None:

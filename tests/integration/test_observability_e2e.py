@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.events import Outcome
@@ -24,6 +25,7 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.service import Tuning
 from tests.conftest import Topics
 from tests.integration.harness import fast_tuning, make_pipeline, running_service
+from tests.integration.hook import HookEndpoint
 from tests.integration.prometheus import (
     PrometheusServer,
     panel_queries,
@@ -43,6 +45,10 @@ AT_REST = frozenset(
         "cxone_sync_oldest_unfinished_age_seconds",
         "cxone_sync_circuit_open",
         "cxone_sync_guard_tripped",
+        # 1 only while the broker refuses a record for good or the token endpoint refuses the
+        # credentials; the tests of those failures read them.
+        "cxone_sync_publish_blocked",
+        "cxone_sync_auth_rejected",
     }
 )
 WITHIN = 45.0
@@ -58,6 +64,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class RefusingReceiver(HookEndpoint):
+    """A webhook receiver that refuses every notification, as a misconfigured one does."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """400: a refusal the service counts as a failure without retrying."""
+        await request.read()
+        return web.Response(status=400)
 
 
 def role_change(user_id: str, *roles: str, event_id: str, approved: bool = False) -> bytes:
@@ -157,7 +172,13 @@ async def test_every_dashboard_panel_shows_the_running_consumer(
     port = free_port()
     pipeline = await make_pipeline(topics, simulator_server)
     async with (
-        running_service(pipeline.settings(metrics_port=port), tuning=tuning()) as service,
+        RefusingReceiver() as receiver,
+        running_service(
+            pipeline.settings(
+                metrics_port=port, webhook_url=receiver.url, webhook_secret="e2e-hook-secret"
+            ),
+            tuning=tuning(),
+        ) as service,
         PrometheusServer(f"127.0.0.1:{port}", binary=binary) as prometheus,
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):

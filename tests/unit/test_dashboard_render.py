@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.dashboard_render import Series, legend_of, render, series_of, value_text
-
-DASHBOARD = json.loads(
-    (Path(__file__).resolve().parents[2] / "dashboards" / "cxone-role-sync.json").read_text()
+from bench.dashboard_render import (
+    Series,
+    drawn_panels,
+    legend_of,
+    render,
+    series_of,
+    value_text,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = json.loads((ROOT / "dashboards" / "cxone-role-sync.json").read_text())
+PICTURE = ROOT / "docs" / "dashboard.png"
 
 
 def test_legend_fills_in_labels_like_grafana() -> None:
@@ -42,6 +49,19 @@ def test_render_draws_every_panel_into_a_png(tmp_path: Path) -> None:
     assert width == 18 * 72
     rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in DASHBOARD["panels"])
     assert height == int((rows * 0.42 + 1.0) * 72)
+    titles = [panel["title"] for panel in DASHBOARD["panels"]]
+    drawn, empty = drawn_panels(output)
+    assert drawn == titles
+    assert empty == [
+        title for title in titles if title not in ("Events/s by outcome", "Circuit and guard")
+    ]
+
+
+def test_the_docs_picture_draws_every_panel_of_the_dashboard_with_data() -> None:
+    """docs/dashboard.png was rendered from the dashboard as it is, and no panel in it is empty."""
+    drawn, empty = drawn_panels(PICTURE)
+    assert drawn == [panel["title"] for panel in DASHBOARD["panels"]]
+    assert empty == []
 
 
 def test_stat_values_go_through_the_panel_mappings_and_unit() -> None:
@@ -51,3 +71,5 @@ def test_stat_values_go_through_the_panel_mappings_and_unit() -> None:
     assert value_text(circuit, "circuit", 0.0) == "closed"
     assert value_text(circuit, "guard", 1.0) == "TRIPPED"
     assert value_text(panels["Time since last success"], "since last success", 0.44) == "0.4 s"
+    assert value_text(panels["CXone credentials"], "credentials", 0.0) == "accepted"
+    assert value_text(panels["CXone credentials"], "credentials", 1.0) == "REFUSED"

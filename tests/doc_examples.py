@@ -1,0 +1,208 @@
+"""The examples of the README and the docs pages, as the tests that run them read them.
+
+A fenced block may carry a marker, an HTML comment on the line right above its opening fence
+(invisible on GitHub and on the site), that says how its test runs it:
+
+- `<!-- example: sandbox -->` (shell): the lines run, in order, against a running sandbox;
+- `<!-- example: not run, REASON -->` (shell): the `cxone-role-sync` lines are parsed by the
+  real argument parser and the `make` targets checked, but nothing runs (a real tenant, a
+  real cluster, a command that never ends);
+- `<!-- example: output of COMMAND -->` (text): COMMAND runs, and every line shown, except
+  `...`, is a line of what it prints, in the same order.
+
+JSON and YAML blocks need no marker: every one is checked by its kind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+PROGRAM = "cxone-role-sync"
+SHELLS = frozenset({"sh", "shell", "bash", "console"})
+
+_FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
+_MARKER = re.compile(r"^\s*<!--\s*example:\s*(.+?)\s*-->\s*$")
+_INLINE = re.compile(rf"`({PROGRAM}(?: [^`]*)?)`")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+# Settings of the machine running the tests must not reach a command under test.
+_PROJECT_SETTINGS = ("KAFKA_", "CXONE_", "SYNC_", "POLICY_", "WEBHOOK_", "LOG_", "METRICS_")
+_PROJECT_SECRETS = ("ADMIN_TOKEN", "APPROVAL_HMAC_KEY", "TANSU_BIN")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block of a page: where it starts, its language, its marker and its text."""
+
+    page: Path
+    line: int
+    language: str
+    marker: str | None
+    text: str
+
+    @property
+    def where(self) -> str:
+        """`page:line` of the opening fence, for failure messages and test ids."""
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(pages: Sequence[Path] = PAGES) -> list[Block]:
+    """Every fenced block of the pages, in page order."""
+    found: list[Block] = []
+    for page in pages:
+        lines = page.read_text().splitlines()
+        index = 0
+        while index < len(lines):
+            opening = _FENCE.match(lines[index])
+            if opening is None:
+                index += 1
+                continue
+            indent, language = opening.groups()
+            above = _MARKER.match(lines[index - 1]) if index else None
+            end = index + 1
+            while end < len(lines) and lines[end].strip() != "```":
+                end += 1
+            text = "\n".join(line.removeprefix(indent) for line in lines[index + 1 : end])
+            marker = above.group(1) if above else None
+            found.append(Block(page, index + 1, language, marker, text + "\n"))
+            index = end + 1
+    return found
+
+
+def prose(page: Path) -> str:
+    """A page without its fenced blocks."""
+    kept: list[str] = []
+    inside = False
+    for line in page.read_text().splitlines():
+        if _FENCE.match(line) or (inside and line.strip() == "```"):
+            inside = not inside
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def inline_commands(pages: Sequence[Path] = PAGES) -> list[tuple[Path, str]]:
+    """Every inline code span of the prose that is a `cxone-role-sync` command."""
+    return [(page, span) for page in pages for span in _INLINE.findall(prose(page))]
+
+
+def logical_lines(script: str) -> list[str]:
+    """The lines of a shell block with backslash continuations joined."""
+    lines: list[str] = []
+    pending = ""
+    for line in script.splitlines():
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    if pending:
+        lines.append(pending)
+    return [line for line in lines if line.strip()]
+
+
+def simple_commands(line: str) -> Iterator[list[str]]:
+    """The simple commands of one shell line (split at pipes and lists), comments dropped and
+    leading `NAME=value` assignments left out."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    command: list[str] = []
+    for token in [*lexer, ";"]:
+        if token in _SEPARATORS:
+            while command and _ASSIGNMENT.match(command[0]):
+                command.pop(0)
+            if command:
+                yield command
+            command = []
+        else:
+            command.append(token)
+
+
+def program_commands(script: str) -> list[list[str]]:
+    """The arguments of every `cxone-role-sync` command of a shell script, including one shown
+    as another way in a trailing `# or: ...` comment."""
+    found: list[list[str]] = []
+    for line in logical_lines(script):
+        code, _, alternative = line.partition("# or:")
+        found.extend(_program_arguments(code))
+        found.extend(_program_arguments(alternative))
+    return found
+
+
+def _program_arguments(text: str) -> list[list[str]]:
+    try:
+        commands = list(simple_commands(text))
+    except ValueError:
+        # Prose in a comment (an unbalanced quote) is not a command.
+        return []
+    return [command[1:] for command in commands if command[0] == PROGRAM]
+
+
+def make_targets(script: str) -> list[str]:
+    """The targets of every `make` command of a shell script."""
+    return [
+        target
+        for line in logical_lines(script)
+        if not line.lstrip().startswith("#")
+        for command in simple_commands(line)
+        if command[0] == "make"
+        for target in command[1:]
+        if not target.startswith("-") and "=" not in target
+    ]
+
+
+def clean_environment(extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """This process's environment without the project's settings, the virtualenv's commands
+    first on the PATH (as after `. .venv/bin/activate`), plus `extra`."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(_PROJECT_SETTINGS) and name not in _PROJECT_SECRETS
+    }
+    kept["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{kept.get('PATH', '')}"
+    return {**kept, **extra}
+
+
+def shell(
+    line: str, *, env: Mapping[str, str], cwd: Path, within: float
+) -> subprocess.CompletedProcess[str]:
+    """Run one line with bash, as an operator pasting it would, and capture what it prints."""
+    return subprocess.run(
+        ["bash", "-c", line],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=within,
+        check=False,
+    )
+
+
+def shown_lines_in_order(shown: str, printed: str) -> list[str]:
+    """The lines shown in the docs (`...` skipped) that are not, in order, lines printed."""
+    remaining = [line.rstrip() for line in printed.splitlines()]
+    missing: list[str] = []
+    for line in shown.splitlines():
+        wanted = line.rstrip()
+        if not wanted or wanted == "...":
+            continue
+        if wanted in remaining:
+            remaining = remaining[remaining.index(wanted) + 1 :]
+        else:
+            missing.append(wanted)
+    return missing
+
+
+def quote(arguments: Sequence[str]) -> str:
+    """A command line of the program with these arguments, quoted for a shell."""
+    return shlex.join([PROGRAM, *arguments])
