@@ -137,7 +137,8 @@ class PolicyRejection(SyncError):
 
 
 class InvalidEvent(SyncError):
-    """The record is not a valid event: `invalid_json`, `schema_violation` or `too_large`.
+    """The record is not a valid event: `invalid_json`, `schema_violation`, `too_large` or
+    `key_mismatch`.
 
     `event_id` is the record's `id` when its JSON parsed and carried one an event could have.
     """

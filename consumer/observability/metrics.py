@@ -35,7 +35,7 @@ RETRY_REASONS = frozenset({"rate_limited", "server_error", "network", "auth", "c
 ESCALATION_REASONS = frozenset(
     {"unknown_role", "approval_required", "approval_invalid", "approval_expired"}
 )
-DLQ_REASONS = frozenset({"invalid_json", "schema_violation", "too_large"})
+DLQ_REASONS = frozenset({"invalid_json", "schema_violation", "too_large", "key_mismatch"})
 
 EVENTS = Counter(
     "cxone_sync_events",

@@ -143,7 +143,8 @@ def read_record(
 ) -> WorkItem:
     """Decode a record into a work item; a bad one carries the reason instead of an event.
 
-    A record above `max_bytes` (key and value) is refused before any of it is parsed.
+    A record above `max_bytes` (key and value) is refused before any of it is parsed; one whose
+    key is missing or is not `data.user_id` is refused too (`key_mismatch`).
     """
     tp = TopicPartition(record.topic, record.partition)
     event: RoleChangeEvent | None = None
@@ -155,9 +156,12 @@ def read_record(
                 "too_large", f"record is {size} bytes, above KAFKA_MAX_RECORD_BYTES={max_bytes}"
             )
         event = parse_event(record.value)
-        if record.key is not None and record.key != event.user_id.encode():
+        if record.key != event.user_id.encode():
+            # The key is what keeps one user's events in one partition, in order: a record
+            # without it, or keyed for another user, could overtake or be overtaken.
+            missing = "has no key" if record.key is None else "has a key other than data.user_id"
             raise InvalidEvent(
-                "schema_violation", "record key does not equal data.user_id", event_id=event.id
+                "key_mismatch", f"record {missing}; the key must be the user id", event_id=event.id
             )
     except InvalidEvent as error:
         event, invalid = None, error

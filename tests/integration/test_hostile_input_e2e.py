@@ -19,13 +19,14 @@ from tests.integration.harness import make_pipeline, running_service
 WITHIN = 60.0
 SENTINEL = "u-sentinel"
 REASONS = {"invalid_json", "schema_violation", "too_large"}
+HOSTILE_KEYS = (b"../u-1001", b"u-1001\n", b"\xff\xfe", b"")
 
 
 def hostile_batch() -> list[tuple[bytes | None, bytes]]:
     """Hostile values without a key, and valid events under hostile keys."""
     records: list[tuple[bytes | None, bytes]] = [(None, value) for value in fixed_hostile_records()]
     valid = encode(valid_document("u-1001"))
-    records += [(key, valid) for key in (b"../u-1001", b"u-1001\n", b"\xff\xfe", b"")]
+    records += [(key, valid) for key in HOSTILE_KEYS]
     return records
 
 
@@ -55,10 +56,15 @@ async def test_every_hostile_record_is_dead_lettered_and_audited_without_a_reque
 
     offsets = range(len(hostile))
     outcomes = {offset: results[(0, offset)].data.outcome for offset in offsets}
-    reasons = {results[(0, offset)].data.reason for offset in offsets}
+    reasons = {offset: results[(0, offset)].data.reason for offset in offsets}
     dead = {int(headers["x-source-offset"]): value for _, value, headers in dlq.records}
     assert outcomes == dict.fromkeys(offsets, Outcome.INVALID)
-    assert reasons <= REASONS
+    keyless = len(hostile) - len(HOSTILE_KEYS)
+    assert {reasons[offset] for offset in range(keyless)} <= REASONS
+    # The valid event under a key that is not its user id is refused for the key.
+    assert [reasons[offset] for offset in range(keyless, len(hostile))] == ["key_mismatch"] * len(
+        HOSTILE_KEYS
+    )
     assert dead == {offset: value for offset, (_, value) in enumerate(hostile)}
     assert results[(0, len(hostile))].data.outcome is Outcome.SYNCED
     scim = {

@@ -458,6 +458,35 @@ class TestOneRunningService:
             after.source.offset + 1
         )
 
+    async def test_a_record_not_keyed_by_its_user_is_dead_lettered_and_never_applied(
+        self, live: LiveService
+    ) -> None:
+        """No key, or another user's key: invalid (key_mismatch), dead-lettered, never applied."""
+        for user_id in ("u-keyless", "u-miskeyed"):
+            live.simulator.seed_user(
+                user_id, f"{user_id}@example.com", roles=[("agent_basic", None, True)]
+            )
+        await live.send(
+            (None, role_change("u-keyless", "agent_voice", event_id="evt-keyless")),  # type: ignore[arg-type]
+            (b"u-someone-else", role_change("u-miskeyed", "agent_voice", event_id="evt-miskeyed")),
+        )
+        for event_id, key, why in (
+            ("evt-keyless", None, "record has no key"),
+            ("evt-miskeyed", b"u-someone-else", "record has a key other than data.user_id"),
+        ):
+            result = await live.result(event_id=event_id)
+            assert (result.outcome, result.reason, result.detail) == (
+                Outcome.INVALID,
+                "key_mismatch",
+                f"{why}; the key must be the user id",
+            )
+            _, headers = await live.dead_letter(key)  # type: ignore[arg-type]
+            assert headers["x-error-reason"] == b"key_mismatch"
+        for user_id in ("u-keyless", "u-miskeyed"):
+            assert user_requests(live.simulator, user_id) == []
+            roles = live.simulator.get_user(user_id)["roles"]
+            assert [role["value"] for role in roles] == ["agent_basic"]
+
     async def test_user_id_that_could_escape_the_path_is_never_requested(
         self, live: LiveService
     ) -> None:

@@ -8,6 +8,7 @@ ones, and the synchronizer is scripted per record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ from structlog.testing import capture_logs
 
 from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
 from consumer.observability.metrics import REGISTRY
-from consumer.stream.consumer import FlowLimits, StreamConsumer
+from consumer.stream.consumer import FlowLimits, StreamConsumer, read_record
 from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
 from tests.integration.harness import wait_until
 
@@ -351,3 +353,38 @@ async def test_a_stuck_head_pauses_its_partition_at_the_window_and_drains_once_i
     assert reported[0]["offset"] == 0
     full = [e for e in logs if e["event"] == "stream.window_full"]
     assert (full[0]["oldest_user_id"], full[0]["oldest_offset"]) == ("u-stuck", 0)
+
+
+def keyed(key: bytes | None, value: bytes) -> ConsumerRecord[Any, Any]:
+    """A fetched record with exactly this key (None: no key)."""
+    return dataclasses.replace(consumer_record(0, 7, "", value), key=key)
+
+
+def test_a_record_keyed_by_its_user_is_read_as_its_event() -> None:
+    """The key equals data.user_id: the record becomes an event to apply."""
+    item = read_record(
+        keyed(b"u-7", event_bytes("u-7", 7)), epoch=0, now=0.0, max_bytes=DEFAULT_MAX_RECORD_BYTES
+    )
+    assert (item.invalid, item.event is not None, item.dispatch_key) == (None, True, "u-7")
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        (None, "record has no key"),
+        (b"u-8", "record has a key other than data.user_id"),
+        (b"", "record has a key other than data.user_id"),
+        (b"U-7", "record has a key other than data.user_id"),
+        (b"u-7 ", "record has a key other than data.user_id"),
+    ],
+)
+def test_a_record_without_its_user_as_key_is_a_key_mismatch(key: bytes | None, why: str) -> None:
+    """No key, or any other key, makes the record invalid (key_mismatch): it is never applied."""
+    item = read_record(
+        keyed(key, event_bytes("u-7", 7)), epoch=0, now=0.0, max_bytes=DEFAULT_MAX_RECORD_BYTES
+    )
+    assert item.event is None
+    assert item.invalid is not None
+    assert (item.invalid.reason, item.invalid.event_id) == ("key_mismatch", "evt-7")
+    assert item.invalid.detail == f"{why}; the key must be the user id"
+    assert item.dispatch_key == "invalid/0/7"
