@@ -1,4 +1,4 @@
-"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy, send, audit."""
+"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy, send, audit, doctor."""
 
 from __future__ import annotations
 
@@ -405,6 +405,57 @@ def audit(
     except AuditReadError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
+
+
+@app.command()
+def doctor(
+    users: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="CXone user ids to compare with the policy, one a line, besides those the"
+            " input topic's newest records name.",
+        ),
+    ] = None,
+    recent: Annotated[
+        int,
+        typer.Option(min=0, metavar="N", help="Newest input records read per partition."),
+    ] = 1000,
+    max_users: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Most tenant users read.")
+    ] = 200,
+    instances: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Instances of run planned; the input needs as many partitions."
+        ),
+    ] = 1,
+    policy_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Overrides POLICY_FILE.")
+    ] = None,
+) -> None:
+    """Check, with the settings of run, that this installation is ready; writes nothing."""
+    from consumer.doctor.diagnose import DoctorOptions, diagnose
+    from consumer.doctor.findings import exit_code, render, summary
+    from consumer.observability.logging import configure_logging, register_secret
+
+    settings = _settings(policy_file=policy_file)
+    # The findings say what went wrong; the clients' own log lines would only repeat it.
+    configure_logging("ERROR", "console")
+    for secret in settings.secrets():
+        register_secret(secret)
+    _quiet_kafka_client()
+    options = DoctorOptions(
+        users_file=users, recent_records=recent, max_users=max_users, instances=instances
+    )
+    try:
+        findings = asyncio.run(diagnose(settings, options))
+    except ConfigurationError as error:
+        raise _fail(str(error)) from None
+    for finding in findings:
+        typer.echo(render(finding))
+    typer.echo(summary(findings))
+    raise typer.Exit(code=exit_code(findings))
 
 
 class _ArgumentsByName(TyperCommand):

@@ -24,7 +24,7 @@ from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
 from consumer.observability.metrics import INFLIGHT
 from consumer.revocation_guard import build_gate
-from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider
+from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider, token_provider
 from consumer.scim.circuit import CircuitBreaker
 from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, instrument_retries
 from consumer.scim.throttle import AdaptiveRateLimiter
@@ -81,17 +81,7 @@ async def open_cxone(
         max_connections=settings.sync_max_concurrency * 2,
     )
     stack.push_async_callback(http.aclose)
-    tokens = TokenProvider(
-        http,
-        token_url=settings.cxone_token_url,
-        issuer_url=settings.cxone_issuer_url,
-        client_id=settings.cxone_client_id,
-        client_secret=settings.cxone_client_secret,
-        access_key_id=settings.cxone_access_key_id,
-        access_key_secret=settings.cxone_access_key_secret,
-        required_scopes=settings.required_scopes,
-        backoff=tuning.token_backoff,
-    )
+    tokens = token_provider(settings, http, backoff=tuning.token_backoff)
     await _first_token(tokens)
     health.auth_failed_probe = lambda: tokens.credentials_rejected
 

@@ -34,7 +34,7 @@ from consumer.errors import (
 )
 from consumer.observability.metrics import AUTH_REJECTED
 from consumer.scim.client import TRANSPORT_ERRORS, parse_retry_after
-from consumer.settings import require_safe_url
+from consumer.settings import Settings, require_safe_url
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +141,8 @@ class TokenProvider:
         self._last_failure: TransientError | None = None
         self._retry_at = -math.inf
         self._rejected = False
+        # The scopes the endpoint said the last token carries; None when it did not say.
+        self.granted_scopes: frozenset[str] | None = None
         AUTH_REJECTED.set(0)
 
     @property
@@ -272,7 +274,9 @@ class TokenProvider:
         token_type = document.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise AuthError("token endpoint answered a token that is not a bearer token")
-        self._check_scopes(document.get("scope"))
+        scope = document.get("scope")
+        self._check_scopes(scope)
+        self.granted_scopes = frozenset(scope.split()) if isinstance(scope, str) else None
         expires_in = _expires_in(document.get("expires_in"))
         margin = min(self._safety_margin, expires_in / 10)
         return _Token(value=value, refresh_at=fetched + expires_in - margin)
@@ -295,6 +299,23 @@ class TokenProvider:
         if self._access_key_id is not None:
             names += ["CXONE_ACCESS_KEY_ID", "CXONE_ACCESS_KEY_SECRET"]
         return ", ".join(names)
+
+
+def token_provider(
+    settings: Settings, http: httpx.AsyncClient, *, backoff: TokenBackoff | None = None
+) -> TokenProvider:
+    """The token provider the CXone settings describe."""
+    return TokenProvider(
+        http,
+        token_url=settings.cxone_token_url,
+        issuer_url=settings.cxone_issuer_url,
+        client_id=settings.cxone_client_id,
+        client_secret=settings.cxone_client_secret,
+        access_key_id=settings.cxone_access_key_id,
+        access_key_secret=settings.cxone_access_key_secret,
+        required_scopes=settings.required_scopes,
+        backoff=backoff,
+    )
 
 
 class CxoneAuth(httpx.Auth):
