@@ -30,7 +30,7 @@ def check_policy(settings: Settings) -> tuple[Finding, Policy | None]:
     try:
         policy = load_policy(settings.policy_file)
     except ConfigurationError as error:
-        return fail("policy", f"{settings.policy_file}: {error}"), None
+        return fail("policy", str(error)), None
     privileged = sum(1 for role_id in policy.catalog if policy.catalog.is_privileged(role_id))
     return (
         ok(

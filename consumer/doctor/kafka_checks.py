@@ -169,13 +169,12 @@ async def _read_window(
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, max(starts[tp], ends[tp] - window.records_per_partition))
-        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        remaining = set(partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window.within_seconds
-        # An empty fetch also proves READ: the broker checks it before it looks for records.
-        await consumer.getmany(*partitions, timeout_ms=200)
-        while remaining and loop.time() < deadline and len(users) < window.max_users:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=500)
+        # At least one fetch, even of an empty window: the broker checks READ before anything.
+        while True:
+            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=500)
             for fetched in batch.values():
                 for record in fetched:
                     records += 1
@@ -185,6 +184,8 @@ async def _read_window(
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+            if not remaining or loop.time() > deadline or len(users) >= window.max_users:
+                break
     except TopicAuthorizationFailedError as error:
         return fail("read input", f"the principal may not READ {topic} ({_reason(error)})"), []
     except (KafkaError, OSError) as error:
