@@ -88,7 +88,9 @@ def fold(
     state = held
     decision: Decision | None = None
     for event in events:
-        decision = evaluate(policy, event, state.role_ids, now=now, approval_key=approval_key)
+        decision = evaluate(
+            policy, event, state.role_ids, active=state.active, now=now, approval_key=approval_key
+        )
         state = step(state, decision)
     assert decision is not None
     before = effective_access(policy.catalog, held.role_ids)

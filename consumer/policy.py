@@ -2,20 +2,21 @@
 
 Pure: no I/O, no logging, no clock (the caller passes `now`). The policy judges effective access,
 a user's roles plus everything they inherit: only roles being added can be escalations, and a
-refused change still loses the roles it removes. The caller counts escalation rejections in the
-metrics and turns a refused decision into an audit result.
+refused change still loses the roles it removes. Turning an inactive user active grants all they
+will hold, so such a reactivation is judged as if they held nothing. The caller counts escalation
+rejections in the metrics and turns a refused decision into an audit result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from consumer.approvals import approval_signature, signature_matches
 from consumer.catalog import Policy, RoleCatalog, find_cycle
-from consumer.events import Approval, RoleAssignment, RoleChangeEvent
+from consumer.events import Approval, EventType, RoleAssignment, RoleChangeEvent
 from consumer.scim.mapping import DesiredRole
 
 __all__ = [
@@ -104,8 +105,8 @@ class Decision:
 
     @property
     def writes(self) -> bool:
-        """Whether to write: an allowed change, or the removals of a refused one."""
-        return self.allowed or bool(self.removed)
+        """Whether to write: an allowed change, the removals of a refused one, or a reactivation."""
+        return self.allowed or bool(self.removed) or self.active is not None
 
     @property
     def reason(self) -> str | None:
@@ -122,6 +123,9 @@ class Decision:
         """Every failure, or every rule an allowed removal leaves broken, as one audit line."""
         if self.failures:
             refused = "; ".join(str(failure) for failure in self.failures)
+            if self.active:
+                kept = _listed(self.role_ids) or "no roles"
+                refused = f"{refused}; reactivated with the allowed roles only: {kept}"
             if self.removed:
                 return f"{refused}; removals still applied: {_listed(self.removed)}"
             return refused
@@ -141,6 +145,7 @@ class _Change:
     user_id: str
     desired: tuple[RoleAssignment, ...]
     wanted: frozenset[str]
+    # What the user is judged to hold: their roles, or nothing when the change turns them active.
     current: frozenset[str]
     # Effective access the change would give that the user does not have.
     gained: frozenset[str]
@@ -158,13 +163,15 @@ def evaluate(
     event: RoleChangeEvent,
     current_roles: Sequence[str],
     *,
+    active: bool,
     now: datetime,
     approval_key: bytes | None = None,
 ) -> Decision:
     """Decide what of an event's change may be written, and exactly which roles to write.
 
-    `current_roles` are the role ids CXone holds, primary first; `now` judges an approval's
-    `expires_at`; with `approval_key` an approval must carry a valid signature.
+    `current_roles` are the role ids CXone holds, primary first, and `active` whether the user
+    is active there; `now` judges an approval's `expires_at`; with `approval_key` an approval
+    must carry a valid signature.
     """
     held = tuple(dict.fromkeys(current_roles))
     current = frozenset(held)
@@ -175,22 +182,20 @@ def evaluate(
     desired = event.desired_roles
     wanted = frozenset(role.role_id for role in desired)
     after = effective_access(catalog, wanted)
+    # Turning a user active turns on everything they will hold: none of it is "already held".
+    turning_on = event.type is EventType.REACTIVATED and not active
+    judged_held = frozenset[str]() if turning_on else current
     change = _Change(
         user_id=event.user_id,
         desired=desired,
         wanted=wanted,
-        current=current,
-        gained=after - before,
+        current=judged_held,
+        gained=after - effective_access(catalog, judged_held),
         approval=event.data.approval,
         approval_key=approval_key,
         now=now,
     )
-    violations = tuple(
-        sorted(
-            (violation for rule in _RULES for violation in rule(policy, change)),
-            key=lambda violation: (_RANK[violation.reason], violation.role_ids, violation.detail),
-        )
-    )
+    violations = _violations(policy, change)
     # A change that gives no new access (it removes, or keeps what is held) never widens it, so
     # no limit the user already breaks may block it: refusing would keep the excess in place.
     if not change.gained:
@@ -199,10 +204,12 @@ def evaluate(
             roles=_roles_to_write(policy, desired),
             active=event.active,
             remaining_violations=violations,
-            added=change.added,
+            added=wanted - current,
             removed=current - wanted,
             removes_access=bool(before - after),
         )
+    if violations and turning_on:
+        return _refused_reactivation(policy, change, violations, held)
     if violations:
         # The additions are refused, never the removals: what the desired roles do not grant,
         # directly or by inheritance, goes.
@@ -218,10 +225,66 @@ def evaluate(
         allowed=True,
         roles=_roles_to_write(policy, desired),
         active=event.active,
-        added=change.added,
+        added=wanted - current,
         removed=current - wanted,
         removes_access=bool(before - after),
         adds_access=True,
+    )
+
+
+def _violations(policy: Policy, change: _Change) -> tuple[Violation, ...]:
+    """Every rule the change breaks, escalations first, in a stable order."""
+    return tuple(
+        sorted(
+            (violation for rule in _RULES for violation in rule(policy, change)),
+            key=lambda violation: (_RANK[violation.reason], violation.role_ids, violation.detail),
+        )
+    )
+
+
+def _refused_reactivation(
+    policy: Policy, change: _Change, violations: tuple[Violation, ...], held: tuple[str, ...]
+) -> Decision:
+    """A refused reactivation of an inactive user: reactivated with the allowed roles only.
+
+    The roles a failure names, and every desired role that grants one by inheritance, are
+    refused and removed. When the roles left pass every rule on their own, the user is made
+    active with them; when none are left, or they still break a rule (`too_many_roles` names no
+    role), the user stays inactive and keeps only the held roles the event grants that are not
+    refused.
+    """
+    catalog = policy.catalog
+    named = frozenset(role_id for violation in violations for role_id in violation.role_ids)
+
+    def refused(role_id: str) -> bool:
+        return bool(effective_access(catalog, (role_id,)) & named)
+
+    rest = tuple(role for role in change.desired if not refused(role.role_id))
+    current = frozenset(held)
+    before = effective_access(catalog, current)
+    if rest:
+        wanted = frozenset(role.role_id for role in rest)
+        after = effective_access(catalog, wanted)
+        narrowed = replace(change, desired=rest, wanted=wanted, gained=after)
+        if not _violations(policy, narrowed):
+            return Decision(
+                allowed=False,
+                roles=_roles_to_write(policy, rest),
+                active=True,
+                failures=violations,
+                added=wanted - current,
+                removed=current - wanted,
+                removes_access=bool(before - after),
+                adds_access=True,
+            )
+    granted = effective_access(catalog, change.wanted)
+    kept = tuple(role_id for role_id in held if role_id in granted and not refused(role_id))
+    return Decision(
+        allowed=False,
+        roles=_held_roles(policy, kept),
+        failures=violations,
+        removed=current - frozenset(kept),
+        removes_access=bool(before - effective_access(catalog, kept)),
     )
 
 

@@ -71,7 +71,7 @@ def grant_admin(given_approval: Approval, *, user_id: str = "u-1001", extra: str
         event = event.model_copy(
             update={"data": event.data.model_copy(update={"user_id": user_id})}
         )
-    return evaluate(POLICY, event, ("agent",), now=NOW, approval_key=KEY)
+    return evaluate(POLICY, event, ("agent",), active=True, now=NOW, approval_key=KEY)
 
 
 def test_the_canonical_text_is_five_lines_with_an_empty_expiry() -> None:
@@ -116,11 +116,10 @@ def test_the_signature_covers_privileged_roles_gained_by_inheritance() -> None:
     """helpdesk inherits admin: the signed list is 'admin', what the change adds in access."""
     good = approval(sign(roles=("admin",)))
     added = change("helpdesk", approval=good)
-    assert evaluate(POLICY, added, ("agent",), now=NOW, approval_key=KEY).allowed
+    assert evaluate(POLICY, added, ("agent",), active=True, now=NOW, approval_key=KEY).allowed
     wrong = approval(sign(roles=("helpdesk",)))
-    refused = evaluate(
-        POLICY, change("helpdesk", approval=wrong), ("agent",), now=NOW, approval_key=KEY
-    )
+    event = change("helpdesk", approval=wrong)
+    refused = evaluate(POLICY, event, ("agent",), active=True, now=NOW, approval_key=KEY)
     assert refused.reason == "approval_invalid"
 
 
@@ -159,7 +158,7 @@ def test_a_deleted_expiry_no_longer_verifies() -> None:
 def test_without_the_key_an_unsigned_approval_is_taken_as_given() -> None:
     """With no APPROVAL_HMAC_KEY, an approval approves without a signature."""
     event = change("agent", "admin", approval=approval(None))
-    assert evaluate(POLICY, event, ("agent",), now=NOW).allowed
+    assert evaluate(POLICY, event, ("agent",), active=True, now=NOW).allowed
 
 
 def test_an_expired_approval_is_refused_and_a_current_one_is_not() -> None:
@@ -177,7 +176,7 @@ def test_an_expired_approval_is_refused_and_a_current_one_is_not() -> None:
 def test_signature_is_not_needed_when_no_privilege_is_added() -> None:
     """An approval on a change that adds no privileged role is never checked."""
     event = change("voice", approval=approval("nonsense"))
-    assert evaluate(POLICY, event, ("agent",), now=NOW, approval_key=KEY).allowed
+    assert evaluate(POLICY, event, ("agent",), active=True, now=NOW, approval_key=KEY).allowed
 
 
 @pytest.mark.parametrize("field", ["ticket", "approved_by"])
@@ -313,7 +312,7 @@ def test_the_documented_approval_and_command_verify_today() -> None:
         ).model_copy(update={"approval": documented}),
     )
     decision = evaluate(
-        policy, event, (), now=datetime.now(UTC), approval_key=example["key"].encode()
+        policy, event, (), active=True, now=datetime.now(UTC), approval_key=example["key"].encode()
     )
     assert (decision.allowed, decision.failures) == (True, ())
     command = re.search(

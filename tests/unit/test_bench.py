@@ -40,7 +40,7 @@ def test_generated_events_are_allowed_and_never_pure_revocations() -> None:
         event = parse_event(value)
         assert key == event.user_id.encode()
         number = user_number(sequence, 4)
-        decision = evaluate(policy, event, held[number], now=datetime.now(UTC))
+        decision = evaluate(policy, event, held[number], active=True, now=datetime.now(UTC))
         assert decision.allowed
         assert not decision.is_revocation
         held[number] = decision.role_ids

@@ -74,10 +74,13 @@ def decide(
     current: Collection[str] = (),
     policy: Policy = POLICY,
     *,
+    active: bool = True,
     approval_key: bytes | None = None,
 ) -> Decision:
     """The policy's decision about `event` for a user holding `current`, judged at NOW."""
-    return evaluate(policy, event, tuple(current), now=NOW, approval_key=approval_key)
+    return evaluate(
+        policy, event, tuple(current), active=active, now=NOW, approval_key=approval_key
+    )
 
 
 def reasons(decision: Decision) -> list[str]:
@@ -624,7 +627,7 @@ def test_reactivation_is_judged_like_a_roles_change_and_sets_active() -> None:
 
 def test_refused_reactivation_leaves_the_user_inactive() -> None:
     """A reactivation asking for a privileged role without approval reactivates nothing."""
-    decision = decide(reactivation("admin"))
+    decision = decide(reactivation("admin"), active=False)
     assert (decision.allowed, decision.reason, decision.active, decision.roles) == (
         False,
         "approval_required",
