@@ -21,13 +21,13 @@ from urllib.parse import quote
 
 import aiohttp
 import httpx
-import stamina
 import structlog
 from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 from scim2_models import Error
 from stamina.instrumentation import RetryDetails
 
+from consumer.attempts import first_then_retried
 from consumer.errors import (
     AuthError,
     Conflict,
@@ -259,6 +259,7 @@ class ScimClient:
         self._limiter = limiter
         self._circuit = circuit
         self._retry = retry or RetryPolicy()
+        self._backoff = retry_backoff(self._retry)
 
     async def get_user(self, user_id: str) -> ScimUser:
         """Read one user; a single attempt."""
@@ -298,34 +299,34 @@ class ScimClient:
         Transient trouble is retried for as long as it takes; conflicts (409/412) are re-read
         and retried with backoff at most `MAX_CONFLICT_RETRIES` times.
         """
-        attempts = 0
         conflicts = 0
-        async for attempt in stamina.retry_context(
-            on=retry_backoff(self._retry),
+
+        async def attempt(number: int) -> WriteOutcome:
+            nonlocal conflicts
+            try:
+                before = await self.get_user(user_id)
+                payload = await plan(before)
+                if payload is None:
+                    return WriteOutcome(before, None, None, number)
+                status = await self.put_user(user_id, payload, etag=before.etag)
+            except PermanentError as error:
+                error.attempts = number
+                raise
+            except Conflict as conflict:
+                conflicts += 1
+                if conflicts > MAX_CONFLICT_RETRIES:
+                    raise _exhausted(conflict, conflicts, number) from conflict
+                raise
+            return WriteOutcome(before, payload, status, number)
+
+        return await first_then_retried(
+            attempt,
+            on=self._backoff,
             attempts=None,
-            timeout=None,
             wait_initial=self._retry.wait_initial,
             wait_max=self._retry.wait_max,
             wait_jitter=self._retry.wait_jitter,
-        ):
-            with attempt:
-                attempts = attempt.num
-                try:
-                    before = await self.get_user(user_id)
-                    payload = await plan(before)
-                    if payload is None:
-                        return WriteOutcome(before, None, None, attempts)
-                    status = await self.put_user(user_id, payload, etag=before.etag)
-                except PermanentError as error:
-                    error.attempts = attempts
-                    raise
-                except Conflict as conflict:
-                    conflicts += 1
-                    if conflicts > MAX_CONFLICT_RETRIES:
-                        raise _exhausted(conflict, conflicts, attempts) from conflict
-                    raise
-                return WriteOutcome(before, payload, status, attempts)
-        raise AssertionError("unreachable: stamina retries until success or a permanent error")
+        )
 
     async def _send(
         self,

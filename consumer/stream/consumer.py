@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from consumer.attempts import first_then_retried
 from consumer.errors import InvalidEvent
 from consumer.events import (
     MAX_USER_ID,
@@ -475,27 +475,30 @@ class StreamConsumer:
         key = (item.tp, item.offset, item.epoch)
         limits = self._limits
         attempts = 0
+
+        async def attempt(number: int) -> SyncResult | None:
+            nonlocal attempts
+            attempts = number
+            try:
+                return await self._apply_once(item, event, key)
+            except Exception as error:
+                log.warning(
+                    "stream.apply_crashed",
+                    error=type(error).__name__,
+                    attempt=number,
+                    of=limits.internal_error_attempts,
+                )
+                raise
+
         try:
-            async for attempt in stamina.retry_context(
+            return await first_then_retried(
+                attempt,
                 on=Exception,
                 attempts=limits.internal_error_attempts,
-                timeout=None,
                 wait_initial=limits.internal_error_wait,
                 wait_max=limits.internal_error_wait * 8,
                 wait_jitter=limits.internal_error_wait,
-            ):
-                with attempt:
-                    attempts += 1
-                    try:
-                        return await self._apply_once(item, event, key)
-                    except Exception as error:
-                        log.warning(
-                            "stream.apply_crashed",
-                            error=type(error).__name__,
-                            attempt=attempts,
-                            of=limits.internal_error_attempts,
-                        )
-                        raise
+            )
         except Exception as error:
             log.exception("stream.internal_error", error=type(error).__name__, attempts=attempts)
             return internal_error_result(
@@ -506,7 +509,6 @@ class StreamConsumer:
                 attempts=attempts,
                 latency_ms=(self._clock() - item.received_at) * 1000.0,
             )
-        raise AssertionError("unreachable: stamina returns or raises")
 
     async def _apply_once(
         self, item: WorkItem, event: RoleChangeEvent, key: tuple[TopicPartition, int, int]

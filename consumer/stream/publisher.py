@@ -15,12 +15,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import stamina
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from consumer.attempts import first_then_retried
 from consumer.events import SyncResult, audit_event_of
 from consumer.observability.metrics import DLQ, PUBLISH_BLOCKED
 
@@ -179,15 +179,13 @@ class AuditPublisher:
         try:
             while True:
                 try:
-                    async for attempt in stamina.retry_context(
+                    await first_then_retried(
+                        lambda _: send(),
                         on=_retriable,
                         attempts=None,
-                        timeout=None,
                         wait_initial=self._policy.wait_initial,
                         wait_max=self._policy.wait_max,
-                    ):
-                        with attempt:
-                            await send()
+                    )
                 except KafkaError as error:
                     if not blocked:
                         blocked = True
