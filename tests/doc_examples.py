@@ -3,7 +3,8 @@
 A fenced block may carry a marker, an HTML comment on the line right above its opening fence
 (invisible on GitHub and on the site), that says how its test runs it:
 
-- `<!-- example: sandbox -->` (shell): the lines run, in order, against a running sandbox;
+- `<!-- example: sandbox -->` (shell): the block runs as one script against a running sandbox
+  (see `sandbox_script`), and each `#> ` line after a command is a line it must print;
 - `<!-- example: not run, REASON -->` (shell): the `cxone-role-sync` lines are parsed by the
   real argument parser and the `make` targets checked, but nothing runs (a real tenant, a
   real cluster, a command that never ends);
@@ -34,6 +35,24 @@ _MARKER = re.compile(r"^\s*<!--\s*example:\s*(.+?)\s*-->\s*$")
 _INLINE = re.compile(rf"`({PROGRAM}(?: [^`]*)?)`")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_SHOWN = "#> "
+# What changes from one run to the next in a line shown: times, event ids, partition@offset.
+_VARYING = re.compile(
+    r"(?P<time>\d{4}-\d\d-\d\dT[\d:.]+Z)|(?P<event>evt-[\w.-]+)|(?P<offset>/\d+@\d+)|(?P<space>\s+)"
+)
+_VARYING_AS = {"time": r"\S+", "event": r"evt-\S+", "offset": r"/\d+@\d+", "space": r"\s+"}
+# An `audit` line polls until it prints something: results arrive while the consumer works.
+_POLL = """_printed=''
+for _ in $(seq 240); do
+  _printed=$(
+{line}
+)
+  [ -n "$_printed" ] && break
+  sleep 0.5
+done
+[ -n "$_printed" ]
+printf '%s\\n' "$_printed"
+"""
 # Settings of the machine running the tests must not reach a command under test.
 _PROJECT_SETTINGS = ("KAFKA_", "CXONE_", "SYNC_", "POLICY_", "WEBHOOK_", "LOG_", "METRICS_")
 _PROJECT_SECRETS = ("ADMIN_TOKEN", "APPROVAL_HMAC_KEY", "TANSU_BIN")
@@ -188,18 +207,75 @@ def shell(
     )
 
 
-def shown_lines_in_order(shown: str, printed: str) -> list[str]:
-    """The lines shown in the docs (`...` skipped) that are not, in order, lines printed."""
-    remaining = [line.rstrip() for line in printed.splitlines()]
-    missing: list[str] = []
-    for line in shown.splitlines():
-        wanted = line.rstrip()
-        if not wanted or wanted == "...":
+@dataclass(frozen=True)
+class SandboxScript:
+    """A `sandbox` block made runnable: the script, the lines it must print, and the two
+    long-lived commands it names, which the session starts instead of the script."""
+
+    script: str
+    shown: tuple[str, ...]
+    starts_sandbox: bool
+    service: str | None
+
+
+def sandbox_script(text: str) -> SandboxScript:
+    """The script a session runs for a `sandbox` block.
+
+    `cxone-role-sync sandbox` and `... cxone-role-sync run` are left to the session, which
+    starts them once, in the background; activating the virtualenv is left to the session's
+    PATH; a command with `--follow` never ends and is only parsed (by the unit tests); an
+    `audit` command is repeated until it prints, since results arrive while the consumer works.
+    """
+    script = ["set -euo pipefail"]
+    shown: list[str] = []
+    starts_sandbox = False
+    service: str | None = None
+    for line in logical_lines(text):
+        stripped = line.strip()
+        if stripped.startswith(_SHOWN.strip()):
+            shown.append(stripped.removeprefix(_SHOWN.strip()).strip())
             continue
-        if wanted in remaining:
-            remaining = remaining[remaining.index(wanted) + 1 :]
+        words = stripped.split()
+        if words[:1] in (["."], ["source"]) and words[-1].endswith("bin/activate"):
+            continue
+        commands = program_commands(line)
+        names = {arguments[0] for arguments in commands if arguments}
+        if "sandbox" in names:
+            starts_sandbox = True
+        elif "run" in names:
+            service = line
+        elif any("--follow" in arguments or "-f" in arguments for arguments in commands):
+            continue
+        elif "audit" in names:
+            script.append(_POLL.format(line=line))
         else:
-            missing.append(wanted)
+            script.append(line)
+    return SandboxScript("\n".join(script) + "\n", tuple(shown), starts_sandbox, service)
+
+
+def output_pattern(shown: str) -> re.Pattern[str]:
+    """A line shown as printed, with its times, event ids and offsets free to differ."""
+    parts: list[str] = []
+    position = 0
+    for varying in _VARYING.finditer(shown):
+        parts.append(re.escape(shown[position : varying.start()]))
+        parts.append(_VARYING_AS[str(varying.lastgroup)])
+        position = varying.end()
+    parts.append(re.escape(shown[position:]))
+    return re.compile("".join(parts))
+
+
+def unprinted(shown: Sequence[str], printed: str) -> list[str]:
+    """The lines shown that were not printed, in order, with what varies left free."""
+    remaining = [line.strip() for line in printed.splitlines()]
+    missing: list[str] = []
+    for line in shown:
+        pattern = output_pattern(line.strip())
+        found = next((i for i, out in enumerate(remaining) if pattern.fullmatch(out)), None)
+        if found is None:
+            missing.append(line)
+        else:
+            remaining = remaining[found + 1 :]
     return missing
 
 

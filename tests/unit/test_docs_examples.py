@@ -33,9 +33,11 @@ from tests.doc_examples import (
     clean_environment,
     inline_commands,
     make_targets,
+    output_pattern,
     program_commands,
+    sandbox_script,
     shell,
-    shown_lines_in_order,
+    unprinted,
 )
 
 BLOCKS = blocks()
@@ -180,7 +182,8 @@ def test_output_shown_is_what_the_command_prints(block: Block) -> None:
     command = block.marker.removeprefix("output of ")
     completed = shell(command, env=clean_environment(), cwd=ROOT, within=60.0)
     printed = completed.stdout + completed.stderr
-    assert shown_lines_in_order(block.text, printed) == [], printed
+    shown = [line for line in block.text.splitlines() if line.strip() not in ("", "...")]
+    assert unprinted(shown, printed) == [], printed
 
 
 def test_the_openssl_line_prints_the_example_signature() -> None:
@@ -237,3 +240,62 @@ def test_every_page_is_in_the_site_navigation() -> None:
     assert listed == pages
     readme = (ROOT / "README.md").read_text()
     assert {page for page in pages if f"(docs/{page})" not in readme} == set()
+
+
+def test_a_sandbox_block_becomes_a_script_the_session_can_run() -> None:
+    """Long-lived commands go to the session, audits poll, `--follow` is skipped, `#>` is shown."""
+    made = sandbox_script(
+        ". .venv/bin/activate\n"
+        "cxone-role-sync sandbox      # leave it running\n"
+        "LOG_FORMAT=console cxone-role-sync run   # first shell\n"
+        "cxone-role-sync send --user u-1 --roles a \\\n"
+        "  --primary a\n"
+        "cxone-role-sync audit --user u-1\n"
+        "#> 2026-12-01T12:30:05Z  u-1  synced\n"
+        "cxone-role-sync audit --follow --json | jq .data.outcome\n"
+    )
+    assert made.starts_sandbox
+    assert made.service == "LOG_FORMAT=console cxone-role-sync run   # first shell"
+    assert made.shown == ("2026-12-01T12:30:05Z  u-1  synced",)
+    assert "cxone-role-sync send --user u-1 --roles a    --primary a\n" in made.script
+    assert "_printed=$(\ncxone-role-sync audit --user u-1\n)" in made.script
+    assert "--follow" not in made.script
+    assert "activate" not in made.script
+    assert made.script.startswith("set -euo pipefail\n")
+
+
+def test_a_line_shown_matches_what_is_printed_with_times_ids_and_offsets_free() -> None:
+    """Times, event ids, partition@offset and spacing may differ; nothing else may."""
+    shown = "#> 2026-12-01T12:30:05Z  u-1002  synced  event evt-... at idp.role-changes/2@0"
+    line = shown.removeprefix("#> ")
+    printed = "2026-12-02T16:01:09Z u-1002    synced  event evt-3f09a1c2 at idp.role-changes/1@17"
+    assert unprinted([line], printed) == []
+    assert unprinted([line], printed.replace("synced", "failed")) == [line]
+    assert unprinted([line, line], printed) == [line]
+    assert output_pattern("a.b (c)").fullmatch("a.b (c)")
+    assert not output_pattern("a.b (c)").fullmatch("aXb (c)")
+
+
+def test_every_readme_link_into_the_docs_lands_on_the_built_site(site: Path) -> None:
+    """Each `docs/PAGE.md#anchor` link of the README names a page and a heading of the site."""
+    links = re.findall(r"\]\(docs/([\w-]+)\.md(?:#([\w-]+))?\)", (ROOT / "README.md").read_text())
+    assert len(links) >= 15
+    for page, anchor in links:
+        html = (site / ("" if page == "index" else page) / "index.html").read_text()
+        assert not anchor or f'id="{anchor}"' in html, f"docs/{page}.md#{anchor}"
+
+
+def test_every_glossary_term_is_linked_from_another_page() -> None:
+    """Each term of the glossary is linked from the README or another docs page."""
+    glossary = (ROOT / "docs" / "glossary.md").read_text()
+    terms = re.findall(r"^### (.+)$", glossary, re.M)
+    anchors = {re.sub(r"[^\w]+", "-", term.lower()).strip("-") for term in terms}
+    assert len(anchors) == len(terms) >= 20
+    linked = {
+        anchor
+        for page in PAGES
+        if page.name != "glossary.md"
+        for anchor in re.findall(r"glossary\.md#([\w-]+)", page.read_text())
+    }
+    assert linked <= anchors, linked - anchors
+    assert anchors - linked == set()
