@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from aiokafka.errors import KafkaError
@@ -17,6 +17,9 @@ from typer.core import TyperCommand
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
 from consumer.signals import run_until_signalled
+
+if TYPE_CHECKING:
+    from consumer.catalog import Policy
 
 app = typer.Typer(
     name="cxone-role-sync",
@@ -192,17 +195,35 @@ TansuOption = Annotated[
 ]
 
 
-def _checked_policy(policy_file: Path | None) -> Path:
+def _checked_policy(policy_file: Path | None) -> tuple[Path, Policy]:
     """The policy file to use, validated before anything starts."""
     from consumer.catalog import load_policy
     from consumer.demo import example_policy
 
     chosen = (policy_file or example_policy()).resolve()
     try:
-        load_policy(chosen)
+        return chosen, load_policy(chosen)
     except ConfigurationError as error:
         raise _fail(str(error)) from None
-    return chosen
+
+
+def _checked_tansu(tansu_bin: str | None) -> str:
+    """The Tansu binary to run, found before anything starts."""
+    from consumer.sandbox.broker import EmbeddedBrokerError, resolve_tansu_binary
+
+    try:
+        return resolve_tansu_binary(tansu_bin)
+    except EmbeddedBrokerError as error:
+        raise _fail(f"{error} (--tansu-bin or TANSU_BIN)") from None
+
+
+def _broker_failure(error: Exception) -> typer.Exit:
+    """The embedded broker would not start: its first line, and its own last line of output."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = lines[0].rstrip(":") if lines else type(error).__name__
+    if len(lines) > 1:
+        said += f" ({lines[-1][:200]})"
+    return _fail(f"{said}; is --tansu-bin (or TANSU_BIN) a Tansu broker?")
 
 
 @app.command()
@@ -212,15 +233,27 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the service's logs.")] = False,
 ) -> None:
     """Run the service on an embedded broker and a CXone simulator, feed samples, summarise."""
-    from consumer.demo import run_demo
+    from consumer.demo import DemoStalled, run_demo, story_gaps
     from consumer.observability.logging import configure_logging
+    from consumer.sandbox.broker import EmbeddedBrokerError
 
-    policy = _checked_policy(policy_file)
-    configure_logging("INFO" if verbose else "WARNING", "console")
+    path, policy = _checked_policy(policy_file)
+    gaps = story_gaps(policy, path)
+    if gaps is not None:
+        raise _fail(gaps)
+    binary = _checked_tansu(tansu_bin)
+    # Without --verbose the story is the output, and the demo says in one line why it stops:
+    # the service's own log lines (a refused escalation is a warning) would interleave with it.
+    configure_logging("INFO" if verbose else "CRITICAL", "console")
     try:
-        asyncio.run(run_demo(policy_file=policy, tansu_bin=tansu_bin, echo=typer.echo))
+        asyncio.run(run_demo(policy_file=path, tansu_bin=binary, echo=typer.echo))
     except ConfigurationError as error:
         raise _fail(str(error)) from None
+    except EmbeddedBrokerError as error:
+        raise _broker_failure(error) from None
+    except DemoStalled as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.command()
@@ -229,13 +262,15 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
     from consumer.demo import sandbox as start_sandbox
     from consumer.demo import sandbox_guide
     from consumer.observability.logging import configure_logging
+    from consumer.sandbox.broker import EmbeddedBrokerError
 
-    policy = _checked_policy(policy_file)
+    path, _ = _checked_policy(policy_file)
+    binary = _checked_tansu(tansu_bin)
     configure_logging("WARNING", "console")
 
     async def serve(stop: asyncio.Event) -> None:
-        async with start_sandbox(tansu_bin) as box:
-            for line in sandbox_guide(box, policy):
+        async with start_sandbox(binary) as box:
+            for line in sandbox_guide(box, path):
                 typer.echo(line)
             typer.echo("# Ctrl-C stops the sandbox.", err=True)
             await stop.wait()
@@ -244,6 +279,8 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
         run_until_signalled(serve)
     except ConfigurationError as error:
         raise _fail(str(error)) from None
+    except EmbeddedBrokerError as error:
+        raise _broker_failure(error) from None
 
 
 @app.command()
@@ -441,7 +478,7 @@ def doctor(
 
     settings = _settings(policy_file=policy_file)
     # The findings say what went wrong; the clients' own log lines would only repeat it.
-    configure_logging("ERROR", "console")
+    configure_logging("CRITICAL", "console")
     for secret in settings.secrets():
         register_secret(secret)
     _quiet_kafka_client()
@@ -489,9 +526,37 @@ def check_policy(
     typer.echo(render_hierarchy(policy))
 
 
+# typer re-exports only BadParameter; its base is the UsageError of the click typer runs on.
+_UsageError = cast("type[Exception]", typer.BadParameter.__base__)
+_ClickException = cast("type[Exception]", _UsageError.__base__)
+
+
+def _usage_line(error: Exception) -> str:
+    """An argument error as one line: the command, the problem, where help is."""
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "cxone-role-sync"
+    message = str(getattr(error, "format_message", lambda: str(error))())
+    return f"{where}: {message.strip()} (see {where} --help)"
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: an argument error is one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except _UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            # No arguments at all: the help is the answer, as before.
+            error.show()  # type: ignore[attr-defined]
+        else:
+            typer.echo(_usage_line(error), err=True)
+        sys.exit(2)
+    except _ClickException as error:
+        error.show()  # type: ignore[attr-defined]
+        sys.exit(int(getattr(error, "exit_code", 1)))
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,13 +11,23 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from consumer.catalog import Policy
 from consumer.demo_summary import summary_lines
+from consumer.errors import ConfigurationError
 from consumer.events import AuditEvent
 from consumer.observability.http import HealthState
 from consumer.sandbox.admin import ROUTES
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 from consumer.sandbox.feed import AuditReader, produce
-from consumer.sandbox.samples import SampleRecord, follow_ups, promotions, seed_users, user_id
+from consumer.sandbox.samples import (
+    UNKNOWN_ON_PURPOSE,
+    SampleRecord,
+    follow_ups,
+    promotions,
+    sample_role_ids,
+    seed_users,
+    user_id,
+)
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.sandbox.tokens import Credentials
@@ -78,6 +88,27 @@ async def sandbox(tansu_bin: str | None, *, users: int = 40) -> AsyncIterator[Sa
     ):
         await broker.create_topics([INPUT_TOPIC, AUDIT_TOPIC, DLQ_TOPIC], partitions=PARTITIONS)
         yield Sandbox(broker, server, tuple(user_id(n) for n in range(1, users + 1)))
+
+
+class DemoCannotTell(ConfigurationError):
+    """The policy given cannot tell the demo's story; the message says why, in one line."""
+
+
+class DemoStalled(Exception):
+    """The service stopped giving results before every sample event had one."""
+
+
+def story_gaps(policy: Policy, policy_file: Path) -> str | None:
+    """Why the sample events cannot tell their story under `policy`, or None when they can."""
+    missing = sorted(sample_role_ids() - UNKNOWN_ON_PURPOSE - set(policy.catalog))
+    if not missing:
+        return None
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    return (
+        f"demo: the policy {policy_file} cannot tell the demo's story: it does not define "
+        f"{shown}, which the demo's users and sample events hold; run the demo with the example "
+        "policy, or try this one with `sandbox` and `send`"
+    )
 
 
 def example_policy() -> Path:
@@ -142,7 +173,10 @@ async def run_demo(
         echo(f"policy   {policy_file}")
         before = box.simulator.get_user(user_id(2))
         environment = {name.lower(): value for name, value in box.environment(policy_file).items()}
-        settings = load_settings(**environment, metrics_port=0, sync_max_concurrency=8)
+        # A short grace: when the demo stops early, what the service holds need not finish.
+        settings = load_settings(
+            **environment, metrics_port=0, sync_max_concurrency=8, sync_shutdown_grace_seconds=2
+        )
         stop = asyncio.Event()
         health = HealthState()
         service = asyncio.create_task(
@@ -191,6 +225,11 @@ class _Progress:
         self._last_count = -1
         self._last_said = started
 
+    @property
+    def guard_tripped(self) -> bool:
+        """Whether the service's mass-revocation guard holds revocations back."""
+        return self._health.guard_tripped
+
     def update(self, now: float, count: int, expected: int) -> None:
         """Report what changed since the last report."""
         if not self._joined and self._health.joined:
@@ -218,11 +257,24 @@ async def _results_while_running(
     while True:
         if service.done():
             service.result()
-            raise RuntimeError("the service stopped before every event had a result")
+            raise DemoStalled(
+                "demo: the service stopped before every event had a result; "
+                "run it with --verbose to see why"
+            )
         held = len(audit.results)
+        if held < count and progress.guard_tripped:
+            raise DemoCannotTell(
+                f"demo: the mass-revocation guard of the policy tripped after {held} of {count} "
+                "results and holds the rest until an operator releases it: the demo's promotions "
+                "revoke more roles than its max_revocations lets through; raise it, or run the "
+                "demo with the example policy"
+            )
         progress.update(loop.time(), held, count)
         if held >= count:
             return audit.results
         if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {count} audit results")
+            raise DemoStalled(
+                f"demo: only {held} of {count} audit results after {within:.0f} s; "
+                "run it with --verbose to see what the service is doing"
+            )
         await audit.poll()

@@ -55,7 +55,7 @@ def seed_users(simulator: CxoneSimulator, count: int = 40) -> None:
             title="Contact Center Agent",
             team=_TEAMS[number % len(_TEAMS)],
             login_authenticator="SSO",
-            roles=[("agent_basic", "Standard Agent", True)],
+            roles=[(SEEDED_ROLE, "Standard Agent", True)],
         )
 
 
@@ -92,6 +92,23 @@ def _event(
 
 def _roles(*role_ids: str) -> list[dict[str, Any]]:
     return [{"role_id": role_id, "primary": index == 0} for index, role_id in enumerate(role_ids)]
+
+
+SEEDED_ROLE = "agent_basic"
+UNKNOWN_ON_PURPOSE = frozenset({"super_admin"})
+"""A role the samples name to show an escalation refused as unknown: no policy should define it."""
+
+
+def sample_role_ids() -> frozenset[str]:
+    """Every role the seeded users hold or the sample events name."""
+    found = {SEEDED_ROLE}
+    for record in [*promotions(), *follow_ups()]:
+        try:
+            data = json.loads(record.value).get("data") or {}
+        except ValueError:
+            continue  # the deliberately broken records
+        found.update(str(role["role_id"]) for role in data.get("roles") or [])
+    return frozenset(found)
 
 
 def promotions(users: int = 40) -> list[SampleRecord]:

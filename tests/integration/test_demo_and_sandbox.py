@@ -41,6 +41,8 @@ def test_demo_tells_the_story_of_every_kind_of_change(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    # Without --verbose the story alone: no log line of the service among it.
+    assert "sync.result" not in completed.stdout + completed.stderr
     lines = completed.stdout.splitlines()
     assert "joined   the consumer group after" in completed.stdout
     assert "results  59/59" in lines
