@@ -10,7 +10,12 @@ import pytest
 
 from consumer.observability import metrics
 from consumer.observability.http import HealthServer, HealthState
-from tests.integration.prometheus import PrometheusServer, panel_queries, require_binary
+from tests.integration.prometheus import (
+    PrometheusServer,
+    panel_queries,
+    referenced_metrics,
+    require_binary,
+)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "cxone-role-sync.json"
 
@@ -66,7 +71,8 @@ async def test_a_bad_query_raises_with_prometheus_error(prometheus: PrometheusSe
 async def test_every_dashboard_query_returns_a_series_once_each_metric_has_data(
     prometheus: PrometheusServer,
 ) -> None:
-    """With every metric fed in-process, each dashboard query yields a series in real Prometheus."""
+    """With every metric fed in-process, each dashboard query yields a series in real Prometheus,
+    and the blocked-publishing and refused-credentials panels show those states when raised."""
     metrics.EVENTS.labels(outcome="synced").inc()
     metrics.LATENCY.labels(outcome="synced").observe(0.12)
     metrics.SCIM_REQUESTS.labels(method="PUT", status="200").inc()
@@ -74,13 +80,23 @@ async def test_every_dashboard_query_returns_a_series_once_each_metric_has_data(
     metrics.CONSUMER_LAG.labels(topic="harness-dashboard", partition="0").set(2)
     metrics.INFLIGHT.set(1)
     metrics.OLDEST_UNFINISHED_AGE.labels(topic="harness-dashboard", partition="0").set(3)
+    # States a healthy consumer never shows: their panels must show them when they happen.
+    metrics.PUBLISH_BLOCKED.set(2)
+    metrics.AUTH_REJECTED.set(1)
+    raised = {"cxone_sync_publish_blocked", "cxone_sync_auth_rejected"}
     try:
         queries = panel_queries(json.loads(DASHBOARD.read_text()))
         assert queries
         for query in queries:
             result = await prometheus.wait_for_series(query)
             assert result, query
+        shown = [query for query in queries if referenced_metrics(query) & raised]
+        assert len(shown) == 2
+        for query in shown:
+            assert await prometheus.wait_for_series(f"({query}) > 0"), query
     finally:
         metrics.CONSUMER_LAG.remove("harness-dashboard", "0")
         metrics.OLDEST_UNFINISHED_AGE.remove("harness-dashboard", "0")
         metrics.INFLIGHT.set(0)
+        metrics.PUBLISH_BLOCKED.set(0)
+        metrics.AUTH_REJECTED.set(0)
