@@ -19,6 +19,7 @@ simulator, which knows nothing of it.
     POST   /_sim/rate-limit       {per_minute, burst, retry_after}         -> 204
     DELETE /_sim/rate-limit       stop throttling                          -> 204
     POST   /_sim/etags            {"on": bool}                             -> 204
+    POST   /_sim/searches-forbidden {"on": bool}                           -> 204
     POST   /_sim/revoke           invalidate every token                   -> 204
     GET    /_sim/stats            {token_requests, requests}               -> 200
     GET    /_sim/                 this list of routes                      -> 200 {routes}
@@ -45,6 +46,7 @@ class SimulatorKnobs(Protocol):
     """What the admin API may read and turn on a simulator, and nothing more."""
 
     etags: bool
+    searches_forbidden: bool
     faults_on_token_endpoint: bool
 
     @property
@@ -154,6 +156,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "rate-limit", "{per_minute, burst, retry_after}: answer 429 beyond it"),
     ("DELETE", "rate-limit", "stop throttling"),
     ("POST", "etags", '{"on": bool}: send ETags and honour If-Match'),
+    ("POST", "searches-forbidden", '{"on": bool}: searches answer 403, single users are served'),
     ("POST", "revoke", "invalidate every token"),
     ("GET", "stats", "{token_requests, requests}"),
     ("GET", "", "this list of routes"),
@@ -227,6 +230,8 @@ class SimulatorAdmin:
                 simulator.clear_rate_limit()
             case "POST", ["etags"]:
                 simulator.etags = SwitchInput.model_validate_json(body).on
+            case "POST", ["searches-forbidden"]:
+                simulator.searches_forbidden = SwitchInput.model_validate_json(body).on
             case "POST", ["revoke"]:
                 simulator.revoke_tokens()
             case "GET", [""]:

@@ -1,4 +1,8 @@
-"""scim2-server shaped like CXone: bearer tokens, a required list filter, ETags on or off."""
+"""scim2-server shaped like CXone: bearer tokens, a required list filter, ETags on or off.
+
+Searches may be forbidden (403) while reads and writes of single users are served, as for an
+API user whose role may manage users but not list them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from scim2_models import (
     ChangePassword,
     ETag,
     Filter,
+    ForbiddenException,
     InvalidFilterException,
     Patch,
     Resource,
@@ -68,6 +73,9 @@ class SeededIdStorage(InMemoryStorage):
 class CxoneScimService(ScimService):
     """The SCIM protocol steps, with CXone's rules."""
 
+    searches_forbidden = False
+    """When set, a search (`GET /Users?filter=...`) answers 403; single users are served."""
+
     @property
     def etags(self) -> bool:
         """Whether users carry versions, answered as `ETag` and checked against `If-Match`."""
@@ -81,6 +89,8 @@ class CxoneScimService(ScimService):
         self, resource_types: list[ResourceType], query: Mapping[str, str]
     ) -> tuple[Any, Any]:
         """Refuse a listing without a filter, as CXone does, then read the search."""
+        if self.searches_forbidden:
+            raise ForbiddenException(detail="this API user may not search users")
         if not query.get("filter"):
             raise InvalidFilterException(detail="listing users requires a filter")
         return super().read_search_query(resource_types, query)

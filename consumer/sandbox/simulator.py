@@ -152,6 +152,15 @@ class CxoneSimulator:
         self.scim.cxone_service.etags = on
 
     @property
+    def searches_forbidden(self) -> bool:
+        """Whether searches answer 403 while reads and writes of single users are served."""
+        return self.scim.cxone_service.searches_forbidden
+
+    @searches_forbidden.setter
+    def searches_forbidden(self, on: bool) -> None:
+        self.scim.cxone_service.searches_forbidden = on
+
+    @property
     def faults_on_token_endpoint(self) -> bool:
         """Whether latency, faults and the outage apply to token requests as well as SCIM ones."""
         return self.faults.include_token_endpoint

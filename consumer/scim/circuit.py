@@ -7,6 +7,7 @@
     HALF_OPEN ──(probe succeeded)──▶ CLOSED        (window cleared, probe interval reset)
     HALF_OPEN ──(probe failed)──▶ OPEN             (probe interval doubled, up to a maximum)
     HALF_OPEN ──(probe cancelled or timed out)──▶ OPEN, the next probe due at once
+    HALF_OPEN ──(probe forbidden)──▶ OPEN          (probe interval back to its base)
 
 Failures are transient troubles of the service (5xx, timeouts, network, no token, runs of
 403); any answer that shows the service at work, a permanent 4xx included, is a success. The
@@ -16,6 +17,12 @@ and pauses partitions.
 Given a probe (`probe_with`), the breaker probes on its own timer: one request, sent by a task
 of its own, whatever work is queued, paused or cancelled. While it is open no sender is let
 through. Without one, the first sender to ask once the interval has passed is the probe.
+
+A probe answered 403 is evidence of its own: CXone is reachable, so the outage is over, but
+these credentials may not do what the probe asked. It neither closes the circuit (a run of 403s
+may mean the credentials lost their rights, and work let through would fail for good) nor counts
+as an outage (no doubling of the interval): the next probe follows at the base interval, and the
+probe itself chooses what to ask next (`ProbeTargets`: another user).
 """
 
 from __future__ import annotations
@@ -33,8 +40,18 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-Probe = Callable[[], Awaitable[None]]
-"""One request to CXone: returns when it answered like a working service, raises otherwise."""
+
+class ProbeVerdict(StrEnum):
+    """What a probe that got an answer learned."""
+
+    WORKS = "works"
+    """CXone did what the service needs: the circuit closes."""
+    FORBIDDEN = "forbidden"
+    """CXone answered 403: reachable, but this was refused; the circuit stays open."""
+
+
+Probe = Callable[[], Awaitable[ProbeVerdict]]
+"""One request to CXone: its verdict when CXone answered, raises when it did not (an outage)."""
 
 
 class CircuitState(StrEnum):
@@ -199,14 +216,19 @@ class CircuitBreaker:
             self._notify_waiters()
             try:
                 async with asyncio.timeout(self._probe_timeout):
-                    await probe()
+                    verdict = await probe()
             except Exception as error:
                 # A probe that timed out is a failed one; its outcome is ours to report.
                 log.info("circuit.probe_failed", error=type(error).__name__, detail=str(error))
                 self.record_failure()
             else:
-                log.info("circuit.probe_succeeded")
-                self.record_success()
+                if verdict is ProbeVerdict.FORBIDDEN:
+                    log.info("circuit.probe_forbidden")
+                    self._probe_interval = self._base_probe_interval
+                    self._reopen()
+                else:
+                    log.info("circuit.probe_succeeded")
+                    self.record_success()
 
     async def _wait_for_change(self, seconds: float) -> None:
         if math.isinf(seconds):

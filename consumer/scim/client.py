@@ -47,15 +47,16 @@ from consumer.errors import (
 from consumer.events import is_valid_user_id
 from consumer.observability.metrics import RETRIES, SCIM_DURATION, SCIM_REQUESTS
 from consumer.observability.retries import install_retry_hook
-from consumer.scim.circuit import CircuitBreaker
+from consumer.scim.circuit import CircuitBreaker, ProbeVerdict
+from consumer.scim.probe_targets import ProbeTargets
 from consumer.scim.throttle import AdaptiveRateLimiter
 from consumer.settings import HttpTransport
 
 log = structlog.get_logger(__name__)
 
 SCIM_MEDIA_TYPE = "application/scim+json"
-# The breaker's probe: an authenticated read as cheap as CXone has (GET /Users needs a filter);
-# no user has this name, so the answer is an empty list.
+# The breaker's probe reads a user the service asked about (ProbeTargets); before any, this
+# search (GET /Users needs a filter): no user has this name, so the answer is an empty list.
 PROBE_PATH = "Users"
 PROBE_FILTER = 'userName eq "cxone-role-sync.probe"'
 MAX_RETRY_AFTER_SECONDS = 300.0
@@ -260,9 +261,11 @@ class ScimClient:
         self._circuit = circuit
         self._retry = retry or RetryPolicy()
         self._backoff = retry_backoff(self._retry)
+        self._probe_targets = ProbeTargets()
 
     async def get_user(self, user_id: str) -> ScimUser:
         """Read one user; a single attempt."""
+        self._probe_targets.note(user_id)
         response = await self._send("GET", user_path(user_id))
         try:
             document = response.json()
@@ -277,21 +280,30 @@ class ScimClient:
         headers = {"Content-Type": SCIM_MEDIA_TYPE}
         if etag is not None:
             headers["If-Match"] = etag
+        self._probe_targets.note(user_id)
         response = await self._send("PUT", user_path(user_id), content=payload, headers=headers)
         return response.status_code
 
-    async def probe(self) -> None:
-        """One request that proves CXone answers; raises what a failed request raises.
+    async def probe(self) -> ProbeVerdict:
+        """One read that tests what the service needs; raises what a failed request raises.
 
-        It bypasses the circuit (it is how the breaker tests it) and reports nothing to it.
+        It reads a user the service asked about, in turn (the search only before any), bypasses
+        the circuit (it is how the breaker tests it) and reports nothing to it.
         """
+        user_id = self._probe_targets.next()
         try:
-            await self._send(
-                "GET", PROBE_PATH, params={"filter": PROBE_FILTER, "count": "1"}, probe=True
-            )
+            if user_id is None:
+                params = {"filter": PROBE_FILTER, "count": "1"}
+                await self._send("GET", PROBE_PATH, params=params, probe=True)
+            else:
+                await self._send("GET", user_path(user_id), probe=True)
+        except Forbidden:
+            # Reachable, but refused: the breaker handles this apart from an outage.
+            return ProbeVerdict.FORBIDDEN
         except (UserNotFound, ScimRejected):
             # A refusal of the probe itself still shows a working service.
-            return
+            return ProbeVerdict.WORKS
+        return ProbeVerdict.WORKS
 
     async def update_user(self, user_id: str, plan: Plan) -> WriteOutcome:
         """Read, plan and write one user until it succeeds or fails for good; never skips.

@@ -93,9 +93,51 @@ async def test_an_outage_through_a_rebalance_ends_with_every_event_synced(
     outcomes = {event.data.event_id: event.data.outcome for event in results.values()}
     assert outcomes == {f"evt-{user_id}": Outcome.SYNCED for user_id in users}
     assert all(roles_of(simulator, user_id) == ["agent_voice"] for user_id in users)
-    # The first request after the outage is the breaker's probe, a filtered list of users.
+    # The first request after the outage is the breaker's probe, a read of a user it asked about.
     probe = next(r for r in simulator.requests[scim_before:] if r.path.startswith("/scim/"))
-    assert (probe.method, probe.path, probe.status) == ("GET", "/scim/v2/Users", 200)
+    assert (probe.method, probe.status) == ("GET", 200)
+    assert probe.path.removeprefix("/scim/v2/Users/") in users
+
+
+@pytest.mark.slow
+async def test_a_short_outage_ends_for_an_api_user_that_may_not_search(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """Searches forbidden, users readable: after a short outage the probe reads a user the
+    service needs, gets 200 and closes the circuit, and every event is synced."""
+    simulator = simulator_server.simulator
+    simulator.searches_forbidden = True
+    users = [f"u-s-{n}" for n in range(12)]
+    seed_users(simulator, users)
+    pipeline = await make_pipeline(topics, simulator_server)
+
+    async with (
+        running_service(pipeline.settings(), tuning=fast_tuning()) as service,
+        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+    ):
+        await wait_until(lambda: service.health.joined, within=60, what="the member to join")
+        simulator.set_outage(True)
+        await produce(
+            pipeline.bootstrap_servers,
+            pipeline.input_topic,
+            [role_change(user_id, f"evt-{user_id}", "agent_voice") for user_id in users],
+        )
+        await wait_until(lambda: service.health.circuit_open, within=60, what="the circuit to open")
+        scim_before = len(simulator.requests)
+        simulator.set_outage(False)
+        results = await audit.wait_for_results(len(users), within=60)
+        await wait_until(
+            lambda: not service.health.circuit_open, within=30, what="the circuit to close"
+        )
+
+    outcomes = {event.data.event_id: event.data.outcome for event in results.values()}
+    assert outcomes == {f"evt-{user_id}": Outcome.SYNCED for user_id in users}
+    assert all(roles_of(simulator, user_id) == ["agent_voice"] for user_id in users)
+    after = [r for r in simulator.requests[scim_before:] if r.path.startswith("/scim/")]
+    # The first request after the outage is the probe: a read of a user waiting to be written.
+    assert (after[0].method, after[0].status) == ("GET", 200)
+    assert after[0].path.removeprefix("/scim/v2/Users/") in users
+    assert [r for r in after if r.path == "/scim/v2/Users"] == []
 
 
 @pytest.mark.slow

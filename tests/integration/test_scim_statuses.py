@@ -19,6 +19,7 @@ from consumer.events import Outcome, SourcePosition, SyncResult
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import TOKEN_PATH
 from consumer.scim.auth import TokenBackoff
+from consumer.scim.circuit import ProbeVerdict
 from consumer.scim.client import MAX_CONFLICT_RETRIES
 from consumer.settings import HttpTransport
 from consumer.sync import Synchronizer
@@ -232,18 +233,64 @@ async def test_a_get_that_hangs_is_given_up_and_retried(
     assert [record.fault for record in scim_records(simulator)] == ["hang", None, None]
 
 
-async def test_the_breaker_probe_is_one_filtered_users_read(
+async def test_before_any_user_the_breaker_probe_is_one_filtered_users_read(
     simulator_server: SimulatorServer,
 ) -> None:
-    """The probe is an authenticated GET /Users with a filter, which CXone answers 200."""
+    """A client that asked about no user yet probes with a GET /Users filter, answered 200."""
     simulator = simulator_server.simulator
 
     async with scim_stack(simulator_server) as stack:
-        await stack.client.probe()
+        verdict = await stack.client.probe()
 
     [record] = scim_records(simulator)
     assert (record.method, record.path, record.status) == ("GET", "/scim/v2/Users", 200)
     assert "filter=userName" in record.query
+    assert verdict is ProbeVerdict.WORKS
+
+
+async def test_the_breaker_probe_reads_the_users_the_service_asked_about_in_turn(
+    simulator_server: SimulatorServer,
+) -> None:
+    """Once users were read, the probe reads them, newest first and in turn, never searching."""
+    simulator = simulator_server.simulator
+    simulator.searches_forbidden = True
+    for user_id in ("u-1", "u-2"):
+        seed(simulator, user_id)
+
+    async with scim_stack(simulator_server) as stack:
+        await stack.client.get_user("u-1")
+        await stack.client.get_user("u-2")
+        simulator.clear_requests()
+        verdicts = [await stack.client.probe() for _ in range(3)]
+
+    paths = [(record.path, record.status) for record in scim_records(simulator)]
+    assert paths == [
+        ("/scim/v2/Users/u-2", 200),
+        ("/scim/v2/Users/u-1", 200),
+        ("/scim/v2/Users/u-2", 200),
+    ]
+    assert verdicts == [ProbeVerdict.WORKS] * 3
+
+
+async def test_a_probe_answered_403_is_forbidden_not_an_outage(
+    simulator_server: SimulatorServer,
+) -> None:
+    """A 403 to the probe's search or user read is the FORBIDDEN verdict; a 503 still raises."""
+    simulator = simulator_server.simulator
+    simulator.searches_forbidden = True
+    seed(simulator, "u-1")
+
+    async with scim_stack(simulator_server) as stack:
+        searched = await stack.client.probe()
+        await stack.client.get_user("u-1")
+        simulator.set_user_rule("u-1", "GET", 403)
+        read = await stack.client.probe()
+        simulator.clear_user_rules()
+        simulator.set_outage(True)
+        with pytest.raises(ServerError):
+            await stack.client.probe()
+
+    assert (searched, read) == (ProbeVerdict.FORBIDDEN, ProbeVerdict.FORBIDDEN)
 
 
 async def test_a_token_outage_is_asked_with_backoff_and_feeds_the_breaker(

@@ -248,6 +248,30 @@ async def test_listing_users_requires_a_filter(
     assert filtered.json()["Resources"][0]["id"] == USER_ID
 
 
+async def test_forbidden_searches_answer_403_while_users_are_read_and_written(
+    http: httpx.AsyncClient, simulator_server: SimulatorServer, simulator: CxoneSimulator
+) -> None:
+    """With searches forbidden, a filtered listing is a SCIM 403; GET and PUT of a user are 200."""
+    seed_jdoe(simulator)
+    headers = bearer(await fetch_token(http, simulator_server))
+    users_url = simulator_server.scim_base_url + "/Users"
+    admin = simulator_server.base_url + "/_sim"
+    assert (await http.post(admin + "/searches-forbidden", json={"on": True})).status_code == 204
+    assert simulator.searches_forbidden is True
+    search = await http.get(
+        users_url, params={"filter": 'userName eq "jdoe@example.com"'}, headers=headers
+    )
+    read = await http.get(f"{users_url}/{USER_ID}", headers=headers)
+    written = await http.put(f"{users_url}/{USER_ID}", json=read.json(), headers=headers)
+    assert (search.status_code, search.json()["status"]) == (403, "403")
+    assert (read.status_code, written.status_code) == (200, 200)
+    assert (await http.post(admin + "/searches-forbidden", json={"on": False})).status_code == 204
+    allowed = await http.get(
+        users_url, params={"filter": 'userName eq "jdoe@example.com"'}, headers=headers
+    )
+    assert allowed.json()["totalResults"] == 1
+
+
 async def test_unknown_user_is_not_found(
     http: httpx.AsyncClient, simulator_server: SimulatorServer
 ) -> None:

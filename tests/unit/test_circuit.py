@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from consumer.scim.circuit import CircuitBreaker, CircuitState
+from consumer.scim.circuit import CircuitBreaker, CircuitState, ProbeVerdict
 
 
 class FakeTime:
@@ -316,17 +316,21 @@ def test_invalid_thresholds_are_refused() -> None:
 
 
 class ScriptedProbe:
-    """A probe that fails a given number of times, then succeeds; counts its calls."""
+    """A probe that fails, then is forbidden, a given number of times each, then works."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, forbidden: int = 0) -> None:
         self.failures = failures
+        self.forbidden = forbidden
         self.calls = 0
 
-    async def __call__(self) -> None:
+    async def __call__(self) -> ProbeVerdict:
         self.calls += 1
         await asyncio.sleep(0)
         if self.calls <= self.failures:
             raise ConnectionError("still down")
+        if self.calls <= self.failures + self.forbidden:
+            return ProbeVerdict.FORBIDDEN
+        return ProbeVerdict.WORKS
 
 
 async def test_own_probe_closes_the_circuit_with_no_sender_at_all() -> None:
@@ -348,6 +352,55 @@ async def test_own_probe_closes_the_circuit_with_no_sender_at_all() -> None:
     # 5 s, then 10 s and 20 s after the two failed probes: the interval doubles.
     assert time.now == pytest.approx(35.0)
     assert waiter.result() is False
+
+
+async def test_a_forbidden_probe_keeps_it_open_without_backing_off() -> None:
+    """A 403 to the probe ends the outage's backoff but not the open state: the next probe
+    follows at the base interval, and the circuit closes only when a probe works."""
+    time = FakeTime()
+    changes = Changes()
+    circuit = breaker(time, changes)
+    probe = ScriptedProbe(failures=2, forbidden=3)
+    circuit.probe_with(probe)
+
+    trip(circuit)
+    waiter = asyncio.create_task(circuit.wait_until_allowed())
+    await asyncio.wait_for(waiter, timeout=5.0)
+    await circuit.aclose()
+
+    assert probe.calls == 6
+    assert circuit.state is CircuitState.CLOSED
+    assert changes == [True, False]
+    # 5 s, 10 s and 20 s for the outage; then the forbidden probes go back to 5 s each.
+    assert time.now == pytest.approx(5 + 10 + 20 + 5 + 5 + 5)
+
+
+async def test_probes_forbidden_for_ever_keep_it_open_for_ever() -> None:
+    """Credentials refused everything: the circuit never closes, probing at the base interval."""
+    time = FakeTime()
+    changes = Changes()
+    circuit = breaker(time, changes)
+    fiftieth = asyncio.Event()
+    calls = 0
+
+    async def forbidden_probe() -> ProbeVerdict:
+        nonlocal calls
+        calls += 1
+        if calls == 50:
+            fiftieth.set()
+        await asyncio.sleep(0)
+        return ProbeVerdict.FORBIDDEN
+
+    circuit.probe_with(forbidden_probe)
+    trip(circuit)
+    await asyncio.wait_for(fiftieth.wait(), timeout=5.0)
+    await circuit.aclose()
+
+    assert circuit.is_open is True
+    assert changes == [True]
+    assert circuit.probe_interval == 5.0
+    # Each probe came the base interval after the one before, never a doubled one.
+    assert time.now <= (calls + 1) * 5.0
 
 
 async def test_own_probe_keeps_senders_waiting_while_open() -> None:
@@ -372,12 +425,13 @@ async def test_own_probe_that_hangs_times_out_and_another_follows() -> None:
     calls = 0
     second = asyncio.Event()
 
-    async def hanging_probe() -> None:
+    async def hanging_probe() -> ProbeVerdict:
         nonlocal calls
         calls += 1
         if calls == 2:
             second.set()
         await asyncio.Event().wait()
+        return ProbeVerdict.WORKS
 
     circuit.probe_with(hanging_probe)
     trip(circuit)
