@@ -4,16 +4,15 @@ Input events validate with the consumer's own parser, every JSON block parses, e
 loads, every `cxone-role-sync` command shown parses with the real argument parser, every `make`
 target named exists, every output shown is what its command prints, the signed approval's
 openssl line prints its signature (tests/unit/test_approvals.py holds the approval itself against
-the code), and every alert's runbook link lands on a heading of the built site.
+the code), and the topics and ACLs of the real-tenant guide are what `doctor` judges right.
 The shell blocks marked `sandbox` run against a sandbox in tests/integration/test_docs_sandbox.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,22 @@ import yaml
 
 from consumer.catalog import load_policy
 from consumer.cli import app
+from consumer.doctor.topics import Expectations, TopicFacts, TopicRole, check_topic
 from consumer.events import parse_event
 from tests.doc_examples import (
-    PAGES,
     ROOT,
     SHELLS,
     Block,
     blocks,
     clean_environment,
     inline_commands,
+    logical_lines,
     make_targets,
     output_pattern,
     program_commands,
     sandbox_script,
     shell,
+    simple_commands,
     unprinted,
 )
 
@@ -51,7 +52,6 @@ SYNTAX = {"cxone-role-sync", "cxone-role-sync COMMAND"}
 # Placeholders of inline spans, and a value of the kind they stand for.
 PLACEHOLDERS = {"<when it started>": "2026-12-01T08:00:00Z", " FILE": " policy.yaml"}
 APPROVAL_PAGE = ROOT / "docs" / "policy.md"
-SITE_PAGE = re.compile(r"/blob/main/docs/(?P<page>[\w-]+)\.md#(?P<anchor>[\w-]+)$")
 
 
 def _ids(blocks: list[Block]) -> list[str]:
@@ -194,54 +194,6 @@ def test_the_openssl_line_prints_the_example_signature() -> None:
     assert re.findall(r"\b[0-9a-f]{64}\b", completed.stdout) == [_approval()["signature"]]
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The documentation site, built strictly as `make docs` builds it."""
-    directory = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", directory],
-        cwd=ROOT,
-        env=clean_environment({"NO_MKDOCS_2_WARNING": "1"}),
-        check=True,
-        timeout=120,
-    )
-    return directory
-
-
-def _alerts() -> list[dict[str, Any]]:
-    rules = yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())
-    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
-
-
-def test_every_alert_links_its_runbook_on_the_built_site(site: Path) -> None:
-    """Each alert's runbook_url names a docs page and a heading id that the built site has."""
-    alerts = _alerts()
-    assert len(alerts) >= 12
-    for alert in alerts:
-        url = alert["annotations"]["runbook_url"]
-        found = SITE_PAGE.search(url)
-        assert found, url
-        html = (site / found["page"] / "index.html").read_text()
-        assert f'id="{found["anchor"]}"' in html, url
-        assert found["anchor"] == f"runbook-{alert['alert'].lower()}"
-
-
-def test_every_runbook_heading_belongs_to_an_alert() -> None:
-    """Each `## Runbook: NAME` heading names an alert of the rules, and each alert has one."""
-    headings = re.findall(r"^## Runbook: (\w+)$", (ROOT / "docs/runbooks.md").read_text(), re.M)
-    assert sorted(headings) == sorted(alert["alert"] for alert in _alerts())
-
-
-def test_every_page_is_in_the_site_navigation() -> None:
-    """Each docs page is reachable from the navigation, and the README links each of them."""
-    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    listed = {page for entry in config["nav"] for page in entry.values()}
-    pages = {page.name for page in PAGES if page.parent == ROOT / "docs"}
-    assert listed == pages
-    readme = (ROOT / "README.md").read_text()
-    assert {page for page in pages if f"(docs/{page})" not in readme} == set()
-
-
 def test_a_sandbox_block_becomes_a_script_the_session_can_run() -> None:
     """Long-lived commands go to the session, audits poll, `--follow` is skipped, `#>` is shown."""
     made = sandbox_script(
@@ -276,26 +228,56 @@ def test_a_line_shown_matches_what_is_printed_with_times_ids_and_offsets_free() 
     assert not output_pattern("a.b (c)").fullmatch("aXb (c)")
 
 
-def test_every_readme_link_into_the_docs_lands_on_the_built_site(site: Path) -> None:
-    """Each `docs/PAGE.md#anchor` link of the README names a page and a heading of the site."""
-    links = re.findall(r"\]\(docs/([\w-]+)\.md(?:#([\w-]+))?\)", (ROOT / "README.md").read_text())
-    assert len(links) >= 15
-    for page, anchor in links:
-        html = (site / ("" if page == "index" else page) / "index.html").read_text()
-        assert not anchor or f'id="{anchor}"' in html, f"docs/{page}.md#{anchor}"
+def _kafka_tool_lines(tool: str) -> list[argparse.Namespace]:
+    """The `tool` commands of the real-tenant guide's topic block, parsed as the tool parses."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in ("--bootstrap-server", "--command-config", "--topic", "--group"):
+        parser.add_argument(name)
+    for name in ("--partitions", "--replication-factor"):
+        parser.add_argument(name, type=int)
+    for name in ("--config", "--operation"):
+        parser.add_argument(name, action="append", default=[])
+    parser.add_argument("--allow-principal")
+    parser.add_argument("--create", action="store_true")
+    parser.add_argument("--add", action="store_true")
+    [block] = [b for b in SHELL_BLOCKS if b.page.name == "production.md" and tool in b.text]
+    return [
+        parser.parse_args(command[1:])
+        for line in logical_lines(block.text)
+        for command in simple_commands(line)
+        if command[0] == tool
+    ]
 
 
-def test_every_glossary_term_is_linked_from_another_page() -> None:
-    """Each term of the glossary is linked from the README or another docs page."""
-    glossary = (ROOT / "docs" / "glossary.md").read_text()
-    terms = re.findall(r"^### (.+)$", glossary, re.M)
-    anchors = {re.sub(r"[^\w]+", "-", term.lower()).strip("-") for term in terms}
-    assert len(anchors) == len(terms) >= 20
-    linked = {
-        anchor
-        for page in PAGES
-        if page.name != "glossary.md"
-        for anchor in re.findall(r"glossary\.md#([\w-]+)", page.read_text())
+def test_the_guides_topics_pass_the_doctors_topic_checks() -> None:
+    """The topics the real-tenant guide creates are what `doctor` judges right for two instances."""
+    roles = {"idp.role-changes": TopicRole.INPUT, "cxone.role-sync.audit": TopicRole.AUDIT}
+    roles["idp.role-changes.dlq"] = TopicRole.DLQ
+    created = _kafka_tool_lines("kafka-topics.sh")
+    assert sorted(line.topic for line in created) == sorted(roles)
+    expected = Expectations(instances=2, brokers=3, max_record_bytes=1_048_576)
+    for line in created:
+        configs = dict(config.split("=", 1) for config in line.config)
+        facts = TopicFacts(line.topic, line.partitions, line.replication_factor, configs)
+        finding = check_topic(roles[line.topic], facts, expected)
+        assert finding.verdict == "ok", finding
+        assert configs["min.insync.replicas"] == "2"
+
+
+def test_the_guides_acls_give_each_principal_only_its_part() -> None:
+    """The service reads the input and its group and writes audits and dead letters; the bridge
+    only writes the input; auditors only read the audit topic."""
+    granted = {
+        (line.allow_principal, operation, line.topic or f"group {line.group}")
+        for line in _kafka_tool_lines("kafka-acls.sh")
+        for operation in line.operation
+        if operation != "Describe"
     }
-    assert linked <= anchors, linked - anchors
-    assert anchors - linked == set()
+    assert granted == {
+        ("User:role-sync", "Read", "idp.role-changes"),
+        ("User:role-sync", "Read", "group cxone-role-sync"),
+        ("User:role-sync", "Write", "cxone.role-sync.audit"),
+        ("User:role-sync", "Write", "idp.role-changes.dlq"),
+        ("User:idp-bridge", "Write", "idp.role-changes"),
+        ("User:auditors", "Read", "cxone.role-sync.audit"),
+    }
