@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,6 +204,8 @@ class Policy:
     max_hierarchy_depth: int
     separation_of_duties: tuple[tuple[str, str], ...] = ()
     mass_revocation_guard: MassRevocationGuardConfig | None = None
+    # The SHA-256 of the file's bytes, when the policy was loaded from a file.
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_roles_per_user", "max_hierarchy_depth"):
@@ -286,7 +289,8 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read and check a policy file; ConfigurationError with one line naming the problem."""
     source = f"policy file {os.fspath(path)}"
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError as error:
         raise ConfigurationError(f"{source}: not found") from error
     except UnicodeDecodeError as error:
@@ -297,7 +301,8 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigurationError(f"{source}: {_describe_yaml(error)}") from error
-    return parse_policy(document, source=source)
+    # The digest of exactly the bytes enforced, so a log line can prove which file was in use.
+    return replace(parse_policy(document, source=source), sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _describe_yaml(error: yaml.YAMLError) -> str:

@@ -234,6 +234,8 @@ async def run_service(
             group=settings.kafka_group_id,
             dry_run=settings.sync_dry_run,
             metrics_port=server.port,
+            policy_file=str(settings.policy_file),
+            policy_sha256=policy.sha256,
         )
         await stream.run(stop)
     except _Stopped:
