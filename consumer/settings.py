@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -233,42 +243,109 @@ class KafkaSettings(BaseSettings):
             raise ValueError(f"{value} is not a PEM CA bundle") from None
         return value
 
-    @model_validator(mode="after")
-    def _consistent_kafka(self) -> Self:
-        if self.kafka_security_protocol.startswith("SASL") and self.kafka_sasl_mechanism is None:
-            raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL security protocol")
-        self._consistent_transport_security()
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem_at_once(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # Settings that depend on others are judged on what was given, so they are reported
+        # beside any malformed setting instead of in a second round once it is fixed.
+        problems = cls._dependency_problems(data) if isinstance(data, dict) else []
+        try:
+            settings = handler(data)
+        except ValidationError as error:
+            # A setting with an error of its own is named once, by that error.
+            named = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+            unrelated = [text for names, text in problems if not named & set(names)]
+            if not unrelated:
+                raise
+            raise _with_problems(error, unrelated) from None
+        if problems:
+            raise ValueError("\n".join(text for _, text in problems))
+        return settings
 
-    def _consistent_transport_security(self) -> None:
-        """Mutual TLS and SASL settings that cannot work as given stop start-up here."""
-        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
-            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
-        if self.kafka_ssl_key_password is not None and self.kafka_ssl_keyfile is None:
-            raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEYFILE")
+    @classmethod
+    def _dependency_problems(cls, given: Mapping[str, Any]) -> list[Problem]:
+        """Kafka settings that need another one that is missing, one line each."""
+        problems: list[Problem] = []
+        protocol = str(given.get("kafka_security_protocol") or "").upper()
+        mechanism = str(given.get("kafka_sasl_mechanism") or "").upper()
+        if protocol.startswith("SASL") and not mechanism:
+            problems.append(
+                (
+                    ("kafka_security_protocol", "kafka_sasl_mechanism"),
+                    "KAFKA_SASL_MECHANISM is required with a SASL security protocol",
+                )
+            )
+        if _given(given, "kafka_ssl_certfile") != _given(given, "kafka_ssl_keyfile"):
+            problems.append(
+                (
+                    ("kafka_ssl_certfile", "kafka_ssl_keyfile"),
+                    "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together",
+                )
+            )
+        if _given(given, "kafka_ssl_key_password") and not _given(given, "kafka_ssl_keyfile"):
+            problems.append(
+                (
+                    ("kafka_ssl_key_password", "kafka_ssl_keyfile"),
+                    "KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEYFILE",
+                )
+            )
+        if mechanism == SaslMechanism.OAUTHBEARER.value:
+            if not _given(given, "kafka_sasl_oauth_token_file"):
+                problems.append(
+                    (
+                        ("kafka_sasl_mechanism", "kafka_sasl_oauth_token_file"),
+                        "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE "
+                        "(a file holding the bearer token)",
+                    )
+                )
+        elif mechanism and not (
+            _given(given, "kafka_sasl_username") and _given(given, "kafka_sasl_password")
+        ):
+            problems.append(
+                (
+                    ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"),
+                    f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SASL_USERNAME "
+                    "and KAFKA_SASL_PASSWORD",
+                )
+            )
+        return problems
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> Self:
+        """Mutual TLS and OAUTHBEARER files that are not there stop start-up here."""
         # The CA file has a field validator of its own, which also reads it.
-        for name in ("kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        for name in ("kafka_ssl_certfile", "kafka_ssl_keyfile", "kafka_sasl_oauth_token_file"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}: no such file: {path}")
-        mechanism = self.kafka_sasl_mechanism
-        if mechanism is SaslMechanism.OAUTHBEARER:
-            if self.kafka_sasl_oauth_token_file is None:
-                raise ValueError(
-                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE "
-                    "(a file holding the bearer token)"
-                )
-            if not self.kafka_sasl_oauth_token_file.is_file():
-                raise ValueError(
-                    f"KAFKA_SASL_OAUTH_TOKEN_FILE: no such file: {self.kafka_sasl_oauth_token_file}"
-                )
-        elif mechanism is not None and (
-            self.kafka_sasl_username is None or self.kafka_sasl_password is None
-        ):
-            raise ValueError(
-                f"KAFKA_SASL_MECHANISM={mechanism.value} needs KAFKA_SASL_USERNAME "
-                "and KAFKA_SASL_PASSWORD"
-            )
+        return self
+
+
+Problem = tuple[tuple[str, ...], str]
+"""A setting that needs another: the settings involved, and the line that says so."""
+
+
+def _given(given: Mapping[str, Any], name: str) -> bool:
+    """Whether a setting was given a value, directly or (a secret) as `<NAME>_FILE`."""
+    return any(given.get(key) not in (None, "") for key in (name, f"{name}{FILE_SUFFIX}"))
+
+
+def _with_problems(error: ValidationError, problems: list[str]) -> ValidationError:
+    """The validation error with the dependency problems added, as errors of no one setting."""
+    details: list[InitErrorDetails] = [
+        {
+            "type": item["type"],
+            "loc": item["loc"],
+            "input": item["input"],
+            "ctx": item.get("ctx", {}),
+        }
+        for item in error.errors()
+    ]
+    details += [
+        {"type": "value_error", "loc": (), "input": None, "ctx": {"error": ValueError(problem)}}
+        for problem in problems
+    ]
+    return ValidationError.from_exception_data(error.title, details)
 
 
 class Settings(KafkaSettings):
@@ -358,19 +435,32 @@ class Settings(KafkaSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        problems = []
-        if self.cxone_token_url is None and self.cxone_issuer_url is None:
-            problems.append("CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required")
-        if (self.cxone_access_key_id is None) != (self.cxone_access_key_secret is None):
-            problems.append("CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together")
-        if self.webhook_url is not None and self.webhook_secret is None:
-            problems.append("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
-        if problems:
-            # Every problem at once, one per line (see describe_validation_error).
-            raise ValueError("\n".join(problems))
-        return self
+    @classmethod
+    def _dependency_problems(cls, given: Mapping[str, Any]) -> list[Problem]:
+        """Every setting that needs another one that is missing, one line each."""
+        problems = super()._dependency_problems(given)
+        if not (_given(given, "cxone_token_url") or _given(given, "cxone_issuer_url")):
+            problems.append(
+                (
+                    ("cxone_token_url", "cxone_issuer_url"),
+                    "CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required",
+                )
+            )
+        if _given(given, "cxone_access_key_id") != _given(given, "cxone_access_key_secret"):
+            problems.append(
+                (
+                    ("cxone_access_key_id", "cxone_access_key_secret"),
+                    "CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET go together",
+                )
+            )
+        if _given(given, "webhook_url") and not _given(given, "webhook_secret"):
+            problems.append(
+                (
+                    ("webhook_url", "webhook_secret"),
+                    "WEBHOOK_SECRET is required when WEBHOOK_URL is set",
+                )
+            )
+        return problems
 
     @property
     def required_scopes(self) -> frozenset[str]:

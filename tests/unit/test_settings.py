@@ -777,3 +777,48 @@ def test_an_admin_token_file_loses_only_its_trailing_newline(
     token = load_settings().admin_token
     assert token is not None
     assert token.get_secret_value() == "admin-token-4e1d"
+
+
+def test_settings_that_depend_on_others_come_in_the_same_round(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """A missing token URL and SASL mechanism are reported beside a missing client id, at once."""
+    environment.delenv("CXONE_CLIENT_ID")
+    environment.delenv("CXONE_TOKEN_URL")
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    environment.setenv("METRICS_PORT", "99999")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert sorted(str(caught.value).splitlines()) == [
+        "configuration error: CXONE_CLIENT_ID is required but not set",
+        "configuration error: CXONE_TOKEN_URL (or CXONE_ISSUER_URL for discovery) is required",
+        "configuration error: KAFKA_SASL_MECHANISM is required with a SASL security protocol",
+        "configuration error: METRICS_PORT: Input should be less than or equal to 65535",
+    ]
+
+
+def test_a_sasl_mechanism_without_its_credentials_comes_with_the_rest(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """SCRAM without a username and password, and a bad transport, are two lines of one round."""
+    environment.setenv("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    environment.setenv("KAFKA_SASL_MECHANISM", "scram-sha-512")
+    environment.setenv("CXONE_HTTP_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("configuration error: CXONE_HTTP_TRANSPORT: ")
+    assert lines[1] == (
+        "configuration error: KAFKA_SASL_MECHANISM=SCRAM-SHA-512 needs KAFKA_SASL_USERNAME "
+        "and KAFKA_SASL_PASSWORD"
+    )
+
+
+def test_a_dependency_is_not_repeated_for_a_setting_with_its_own_error(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    """An empty WEBHOOK_SECRET is named once, by its own error, not again as missing."""
+    environment.setenv("WEBHOOK_URL", "https://hooks.example.com/x")
+    environment.setenv("WEBHOOK_SECRET", "")
+    assert configuration_error() == "configuration error: WEBHOOK_SECRET: must not be empty"
