@@ -35,6 +35,7 @@ _MARKER = re.compile(r"^\s*<!--\s*example:\s*(.+?)\s*-->\s*$")
 _INLINE = re.compile(rf"`({PROGRAM}(?: [^`]*)?)`")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_REDIRECTIONS = frozenset({"<", ">", ">>", "<<<"})
 _SHOWN = "#> "
 # What changes from one run to the next in a line shown: times, event ids, partition@offset.
 _VARYING = re.compile(
@@ -131,12 +132,20 @@ def logical_lines(script: str) -> list[str]:
 
 def simple_commands(line: str) -> Iterator[list[str]]:
     """The simple commands of one shell line (split at pipes and lists), comments dropped and
-    leading `NAME=value` assignments left out."""
+    leading `NAME=value` assignments and redirections left out."""
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     lexer.commenters = "#"
     command: list[str] = []
+    redirected = False
     for token in [*lexer, ";"]:
+        if redirected:
+            # The file of a redirection is no argument of the command.
+            redirected = False
+            continue
+        if token in _REDIRECTIONS:
+            redirected = True
+            continue
         if token in _SEPARATORS:
             while command and _ASSIGNMENT.match(command[0]):
                 command.pop(0)

@@ -281,3 +281,17 @@ def test_the_guides_acls_give_each_principal_only_its_part() -> None:
         ("User:idp-bridge", "Write", "idp.role-changes"),
         ("User:auditors", "Read", "cxone.role-sync.audit"),
     }
+
+
+def test_a_shell_line_splits_into_its_commands_without_assignments_or_redirections() -> None:
+    """Pipes and lists split a line; `NAME=value`, redirections and comments are no arguments."""
+    line = "LOG_FORMAT=console cxone-role-sync send --file - < event.json | jq . && echo ok  # or"
+    assert list(simple_commands(line)) == [
+        ["cxone-role-sync", "send", "--file", "-"],
+        ["jq", "."],
+        ["echo", "ok"],
+    ]
+    assert program_commands("cxone-role-sync audit  # or: x | cxone-role-sync send --file -\n") == [
+        ["audit"],
+        ["send", "--file", "-"],
+    ]
