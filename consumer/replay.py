@@ -186,7 +186,9 @@ async def _replay_read(
     )
     progress.start_applying(len(found.users))
     async with AsyncExitStack() as stack:
-        cxone = await open_cxone(settings, stack, tuning=tuning or Tuning(), health=HealthState())
+        cxone = await open_cxone(
+            settings, stack, tuning=tuning or Tuning(), health=HealthState(), replay=True
+        )
         if max_writes is not None and not dry_run:
             dry = ReplaySummary()
             await _apply_all(settings, policy, cxone.scim, found, dry, dry_run=True)

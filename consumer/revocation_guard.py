@@ -1,142 +1,165 @@
-"""The mass-revocation guard: a sliding window and the gate that holds revocations it refuses.
+"""The mass-revocation guard: the group's budget per window, this member's share, and the gate.
 
-`RevocationGuard` is the pure window (the caller passes the clock); `RevocationGate` is the async
-side that parks revocations while the window is tripped, until an operator releases it.
+The policy's `max_revocations` per `window_seconds` holds for the whole consumer group. It is
+split over the input topic's partitions (`consumer.share.partition_budgets`); a member may spend
+the budgets of the partitions it owns, in any mix, and each revocation it lets through is
+charged to one of them. Kafka gives a partition to one member at a time, so the charges to a
+partition never pass its budget, and the group's never pass the limit. What a partition spent in
+the current window travels with it through the ledger (`consumer.stream.guard_ledger`): it is
+written before the revocation is, and read by the next owner before it lets any through, so a
+handover neither forgets nor doubles a window.
+
+`RevocationGuard` is the pure window (the caller passes the clock, a wall clock since members on
+several hosts share it); `RevocationGate` is the async side that parks revocations while this
+member's guard is tripped, until an operator releases it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-import structlog
+from consumer.share import Share
 
-from consumer.catalog import Policy
-from consumer.observability.metrics import GUARD_TRIPPED
 
-log = structlog.get_logger(__name__)
+@dataclass(frozen=True)
+class GuardStatus:
+    """What `/readyz` and the logs say about the guard of this member."""
+
+    tripped: bool
+    share: str
+    budget: int
+    spent: int
+    max_revocations: int
+    window_seconds: float
+
+    def as_json(self) -> dict[str, object]:
+        """The status as `/readyz` serves it."""
+        return {
+            "tripped": self.tripped,
+            "share": self.share,
+            "budget": self.budget,
+            "spent": self.spent,
+            "max_revocations": self.max_revocations,
+            "window_seconds": self.window_seconds,
+        }
 
 
 class RevocationGuard:
-    """Lets at most `max_revocations` through per window; once tripped, holds until released.
+    """Lets through at most this member's share of `max_revocations` per window; sticky trip.
 
-    The caller passes the clock (a monotonic time in seconds) so the guard never reads one, and
-    chooses what one revocation is (an event that removes roles, or each role removed). Not
-    thread-safe: it belongs to the one event loop that applies changes.
+    The share is the sum of the budgets of the partitions owned; each revocation let through is
+    charged to an owned partition with room, and one that finds no room trips the guard until
+    it is released. Not thread-safe: it belongs to the one event loop that applies changes.
     """
 
-    __slots__ = ("_count", "_tripped", "_window", "max_revocations", "window_seconds")
-
-    def __init__(self, max_revocations: int, window_seconds: float) -> None:
+    def __init__(
+        self, max_revocations: int, window_seconds: float, share: Share | None = None
+    ) -> None:
         if max_revocations < 1:
             raise ValueError("max_revocations must be at least 1")
         if window_seconds <= 0:
             raise ValueError("window_seconds must be positive")
         self.max_revocations = max_revocations
         self.window_seconds = window_seconds
-        self._window: deque[tuple[float, int]] = deque()
-        self._count = 0
+        self._share = Share.whole()
+        self._budgets: dict[int, int] = {}
+        self._spends: dict[int, list[float]] = {}
         self._tripped = False
+        self.reassign(share or Share.whole())
 
     @property
     def tripped(self) -> bool:
         """Whether revocations are held back until an operator releases the guard."""
         return self._tripped
 
-    def count_in_window(self, now: float) -> int:
-        """How many revocations were let through in the window ending at `now`."""
-        self._expire(now)
-        return self._count
+    @property
+    def share(self) -> Share:
+        """The partitions whose budgets this member spends."""
+        return self._share
 
-    def record(self, now: float, revocations: int = 1) -> bool:
-        """Count revocations arriving at `now`: True if they may proceed, False if tripped."""
+    @property
+    def budget(self) -> int:
+        """This member's share of `max_revocations` per window."""
+        return sum(self._budgets.values())
+
+    def reassign(self, share: Share, carried: Mapping[int, Iterable[float]] | None = None) -> None:
+        """Spend the budgets of `share` from now on; `carried` is what new partitions spent.
+
+        Partitions kept keep their own history; partitions gone are forgotten (their next owner
+        reads what they spent from the ledger).
+        """
+        budgets = share.budget_by_partition(self.max_revocations)
+        carried = carried or {}
+        spends: dict[int, list[float]] = {}
+        for partition in share.owned:
+            kept = self._spends.get(partition) if partition in self._budgets else None
+            spends[partition] = sorted(kept if kept is not None else carried.get(partition, ()))
+        self._share = share
+        self._budgets = budgets
+        self._spends = spends
+
+    def count_in_window(self, now: float) -> int:
+        """How many revocations the owned partitions let through in the window ending at `now`."""
+        self._expire(now)
+        return sum(len(spends) for spends in self._spends.values())
+
+    def charge(self, now: float, revocations: int = 1) -> dict[int, tuple[float, ...]] | None:
+        """Count revocations arriving at `now`: the partitions charged and what each has spent.
+
+        None when they may not proceed: the share has no room for all of them, and the guard is
+        tripped (or already was).
+        """
         if revocations < 0:
             raise ValueError("revocations must not be negative")
         if self._tripped:
-            return False
+            return None
         self._expire(now)
-        if self._count + revocations > self.max_revocations:
+        room = {
+            partition: budget - len(self._spends[partition])
+            for partition, budget in self._budgets.items()
+        }
+        if revocations > sum(max(0, left) for left in room.values()):
             # Tripping is sticky: a burst that looks like an IdP mistake needs a human to
             # look before anything more is taken away, not just a quiet minute.
             self._tripped = True
-            return False
-        if revocations:
-            self._window.append((now, revocations))
-            self._count += revocations
-        return True
+            return None
+        charged: set[int] = set()
+        for _ in range(revocations):
+            # The partition with the most room left, so a member's charges spread out.
+            partition = max(sorted(room), key=lambda candidate: room[candidate])
+            room[partition] -= 1
+            self._spends[partition].append(now)
+            charged.add(partition)
+        return {partition: tuple(self._spends[partition]) for partition in sorted(charged)}
 
-    def release(self) -> None:
-        """Forget the window and let revocations through again."""
-        self._window.clear()
-        self._count = 0
+    def record(self, now: float, revocations: int = 1) -> bool:
+        """Count revocations arriving at `now`: True if they may proceed, False if tripped."""
+        return self.charge(now, revocations) is not None
+
+    def release(self) -> tuple[int, ...]:
+        """Forget the window of the owned partitions and let revocations through again."""
+        for spends in self._spends.values():
+            spends.clear()
         self._tripped = False
+        return tuple(sorted(self._spends))
+
+    def spends(self, partition: int) -> tuple[float, ...]:
+        """When the revocations charged to an owned partition in the window were let through."""
+        return tuple(self._spends.get(partition, ()))
+
+    def status(self, now: float) -> GuardStatus:
+        """The guard as `/readyz` shows it."""
+        return GuardStatus(
+            tripped=self._tripped,
+            share=self._share.describe(),
+            budget=self.budget,
+            spent=self.count_in_window(now),
+            max_revocations=self.max_revocations,
+            window_seconds=self.window_seconds,
+        )
 
     def _expire(self, now: float) -> None:
-        while self._window and now - self._window[0][0] >= self.window_seconds:
-            _, revocations = self._window.popleft()
-            self._count -= revocations
-
-
-class RevocationGate:
-    """Counts revocations through the guard; a tripped guard parks them, nothing is skipped."""
-
-    def __init__(
-        self, guard: RevocationGuard | None, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._guard = guard
-        self._clock = clock
-        self._released = asyncio.Event()
-        GUARD_TRIPPED.set(0)
-
-    @property
-    def tripped(self) -> bool:
-        """Whether revocations are being held."""
-        return self._guard is not None and self._guard.tripped
-
-    async def admit(self) -> bool:
-        """Count one revocation; wait while the guard is tripped. True when it had to wait."""
-        guard = self._guard
-        if guard is None:
-            return False
-        waited = False
-        while True:
-            if not guard.tripped and guard.record(self._clock()):
-                return waited
-            if not waited:
-                GUARD_TRIPPED.set(1)
-                log.error(
-                    "guard.tripped",
-                    revocations_in_window=guard.count_in_window(self._clock()),
-                    max_revocations=guard.max_revocations,
-                    window_seconds=guard.window_seconds,
-                    action=(
-                        "revocations held; to resume, POST /guard/release on the metrics port "
-                        "with 'Authorization: Bearer <ADMIN_TOKEN>'; with ADMIN_TOKEN unset the "
-                        "release is disabled: restart the service (with ADMIN_TOKEN set to "
-                        "release a burst larger than the guard allows)"
-                    ),
-                )
-            waited = True
-            self._released.clear()
-            await self._released.wait()
-
-    def release(self) -> bool:
-        """Release a tripped guard (operator action); False when it was not tripped."""
-        if self._guard is None or not self._guard.tripped:
-            return False
-        self._guard.release()
-        GUARD_TRIPPED.set(0)
-        log.warning("guard.released")
-        self._released.set()
-        return True
-
-
-def build_gate(policy: Policy, *, clock: Callable[[], float] = time.monotonic) -> RevocationGate:
-    """The mass-revocation gate the policy asks for (a pass-through when it asks for none)."""
-    config = policy.mass_revocation_guard
-    guard = (
-        None if config is None else RevocationGuard(config.max_revocations, config.window_seconds)
-    )
-    return RevocationGate(guard, clock=clock)
+        for partition, spends in self._spends.items():
+            if spends and now - spends[0] >= self.window_seconds:
+                self._spends[partition] = [at for at in spends if now - at < self.window_seconds]

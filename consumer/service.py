@@ -17,19 +17,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer import __version__
+from consumer.assignment_share import AssignmentShare
 from consumer.catalog import load_policy
 from consumer.errors import ConfigurationError, CredentialsRejected, SyncError
 from consumer.events import Mode
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.lag import LagRefresher
 from consumer.observability.metrics import INFLIGHT
-from consumer.revocation_guard import build_gate
+from consumer.revocation_gate import RevocationGate, build_gate
 from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider, token_provider
 from consumer.scim.circuit import CircuitBreaker
 from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, instrument_retries
-from consumer.scim.throttle import AdaptiveRateLimiter
+from consumer.scim.shared_limit import build_limiter
+from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
 from consumer.stream.consumer import FlowLimits, StreamConsumer
+from consumer.stream.guard_ledger import GuardLedger, ensure_ledger_topic
 from consumer.stream.kafka import (
     build_producer,
     connection_options,
@@ -69,12 +72,21 @@ class Cxone:
 
     scim: ScimClient
     circuit: CircuitBreaker
+    limiter: RateLimiter
 
 
 async def open_cxone(
-    settings: Settings, stack: AsyncExitStack, *, tuning: Tuning, health: HealthState
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    tuning: Tuning,
+    health: HealthState,
+    replay: bool = False,
 ) -> Cxone:
-    """Build the SCIM client stack (HTTP, tokens, limiter, breaker); closed with `stack`."""
+    """Build the SCIM client stack (HTTP, tokens, limiter, breaker); closed with `stack`.
+
+    `replay` paces in the replay's share of a configured ceiling instead of the group's.
+    """
     http = build_http_client(
         settings.cxone_http_transport,
         timeout=settings.cxone_request_timeout_seconds,
@@ -93,7 +105,9 @@ async def open_cxone(
         on_change=circuit_changed, probe_interval=tuning.circuit_probe_interval
     )
     stack.push_async_callback(circuit.aclose)
-    limiter = AdaptiveRateLimiter(ceiling_per_minute=settings.sync_rate_limit_per_minute)
+    limiter = build_limiter(
+        settings.sync_rate_limit_per_minute, settings.sync_replay_rate_share, replay=replay
+    )
     scim = ScimClient(
         settings.cxone_scim_base_url,
         http,
@@ -105,7 +119,7 @@ async def open_cxone(
     # The breaker probes on its own timer, so an outage ends for it even when no work is left
     # to try (partitions paused, in-flight work cancelled by a rebalance).
     circuit.probe_with(scim.probe)
-    return Cxone(scim, circuit)
+    return Cxone(scim, circuit, limiter)
 
 
 async def run_service(
@@ -131,7 +145,7 @@ async def run_service(
 
     closers = _Closers()
     try:
-        gate = build_gate(policy)
+        gate = build_gate(policy, dry_run=settings.sync_dry_run)
         # Health first: liveness must answer while the broker or CXone is still slow to reach.
         server = HealthServer(
             health,
@@ -143,6 +157,7 @@ async def run_service(
         await _start_health(server, settings.metrics_port)
         closers.push("health server", server.stop)
         health.guard_tripped_probe = lambda: gate.tripped
+        health.guard_status_probe = gate.status
 
         stack = AsyncExitStack()
         closers.push("CXone and webhook clients", stack.aclose)
@@ -182,6 +197,8 @@ async def run_service(
             policy=tuning.delivery,
         )
         health.publish_blocked_probe = lambda: publisher.blocked
+        if policy.mass_revocation_guard is not None and not settings.sync_dry_run:
+            await _unless_stopped(stop, _share_guard_window(settings, producer, gate))
 
         kafka = AIOKafkaConsumer(
             **connection_options(settings),
@@ -203,8 +220,11 @@ async def run_service(
                 return "guard_tripped"
             return None
 
+        share = AssignmentShare(kafka, settings.kafka_input_topic, limiter=cxone.limiter, gate=gate)
+
         def assignment_changed(assignment: frozenset[TopicPartition]) -> None:
             health.joined = True
+            share.on_assignment(assignment)
             lag.track(assignment)
 
         stream = StreamConsumer(
@@ -242,6 +262,23 @@ async def run_service(
         log.info("service.stopped_during_startup")
     finally:
         await closers.close_all(within=CLOSE_BUDGET_SECONDS)
+
+
+async def _share_guard_window(
+    settings: Settings, producer: AIOKafkaProducer, gate: RevocationGate
+) -> None:
+    """Keep the guard's window on the guard topic, so the group shares one budget."""
+    connection = connection_options(settings)
+    await ensure_ledger_topic(connection, settings.kafka_guard_topic)
+    gate.use_ledger(
+        GuardLedger(
+            producer,
+            connection=connection,
+            topic=settings.kafka_guard_topic,
+            group_id=settings.kafka_group_id,
+            input_topic=settings.kafka_input_topic,
+        )
+    )
 
 
 async def _start_consumer(kafka: AIOKafkaConsumer, settings: Settings, stop: asyncio.Event) -> None:

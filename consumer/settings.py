@@ -150,6 +150,8 @@ class KafkaSettings(BaseSettings):
     kafka_input_topic: str = "idp.role-changes"
     kafka_audit_topic: str = "cxone.role-sync.audit"
     kafka_dlq_topic: str = "idp.role-changes.dlq"
+    # The group's mass-revocation ledger (compacted): what each partition spent in the window.
+    kafka_guard_topic: str = "cxone.role-sync.guard"
     kafka_group_id: str = "cxone-role-sync"
     kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     kafka_sasl_mechanism: SaslMechanism | None = None
@@ -364,6 +366,8 @@ class Settings(KafkaSettings):
 
     sync_max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     sync_rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    # The part of the ceiling set aside for a replay running beside the group (0 = none).
+    sync_replay_rate_share: Annotated[float, Field(ge=0.0, le=0.9)] = 0.0
     sync_dry_run: bool = False
     sync_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
     sync_max_uncommitted_per_partition: Annotated[int, Field(ge=1)] = 10_000

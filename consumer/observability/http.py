@@ -40,6 +40,8 @@ class HealthState:
         self.joined = False
         self._circuit_open = False
         self.guard_tripped_probe: Callable[[], bool] | None = None
+        # The guard's share, budget and window, for /readyz; None without a guard.
+        self.guard_status_probe: Callable[[], dict[str, object] | None] = lambda: None
         # The publisher answers whether a record it cannot publish for good holds a partition.
         self.publish_blocked_probe: Callable[[], bool] = lambda: False
         # Set by the service: True while the token endpoint refuses the credentials.
@@ -152,10 +154,13 @@ class HealthServer(StartStop):
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         reason = self.state.not_ready_reason()
+        body: dict[str, object] = {"ready": reason is None}
         if reason is not None:
-            body = {"ready": False, "reason": reason, "guard_tripped": self.state.guard_tripped}
-            return web.json_response(body, status=503)
-        return web.json_response({"ready": True, "guard_tripped": self.state.guard_tripped})
+            body["reason"] = reason
+        body["guard_tripped"] = self.state.guard_tripped
+        if (guard := self.state.guard_status_probe()) is not None:
+            body["guard"] = guard
+        return web.json_response(body, status=200 if reason is None else 503)
 
     def _admin(self, action: Handler) -> Handler:
         """Wrap an admin action: it runs only for a bearer of ADMIN_TOKEN, never for a form."""

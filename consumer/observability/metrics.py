@@ -107,6 +107,26 @@ GUARD_TRIPPED = Gauge(
     "1 while the mass-revocation guard holds revocations back.",
     registry=REGISTRY,
 )
+GUARD_BUDGET = Gauge(
+    "cxone_sync_guard_budget",
+    "This instance's share of the guard's max_revocations per window (by partitions owned).",
+    registry=REGISTRY,
+)
+GUARD_WOULD_HOLD = Counter(
+    "cxone_sync_guard_would_hold",
+    "Revocations a dry run let through that the mass-revocation guard would have held.",
+    registry=REGISTRY,
+)
+RATE_ALLOWED = Gauge(
+    "cxone_sync_rate_allowed_per_minute",
+    "SCIM requests a minute this instance may send now (+Inf while unpaced).",
+    registry=REGISTRY,
+)
+PARTITION_SHARE = Gauge(
+    "cxone_sync_partition_share",
+    "The part of the input topic's partitions this instance owns (0 to 1): its budget share.",
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge(
     "cxone_sync_build_info",
     "Always 1; the label carries the running version.",

@@ -49,7 +49,7 @@ from consumer.observability.metrics import RETRIES, SCIM_DURATION, SCIM_REQUESTS
 from consumer.observability.retries import install_retry_hook
 from consumer.scim.circuit import CircuitBreaker, ProbeVerdict
 from consumer.scim.probe_targets import ProbeTargets
-from consumer.scim.throttle import AdaptiveRateLimiter
+from consumer.scim.throttle import RateLimiter
 from consumer.settings import HttpTransport
 
 log = structlog.get_logger(__name__)
@@ -250,7 +250,7 @@ class ScimClient:
         http: httpx.AsyncClient,
         *,
         auth: httpx.Auth | None,
-        limiter: AdaptiveRateLimiter | None = None,
+        limiter: RateLimiter | None = None,
         circuit: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:

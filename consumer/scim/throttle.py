@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 DEFAULT_FLOOR_PER_MINUTE = 6.0
 # With no ceiling the limiter starts unpaced and only measures, so the first 429 can cut from
@@ -20,6 +21,29 @@ DEFAULT_FLOOR_PER_MINUTE = 6.0
 FALLBACK_RATE_PER_MINUTE = 6000.0
 # How far back the send-rate meter looks; long enough to smooth bursts, short enough to follow.
 METER_SECONDS = 2.0
+
+
+class RateLimiter(Protocol):
+    """Paces SCIM requests and hears how CXone answered them (both limiters of the service)."""
+
+    @property
+    def current_rate_per_minute(self) -> float:
+        """The requests a minute this instance may send now."""
+        ...
+
+    async def acquire(self) -> float:
+        """Wait for a send slot; returns the clock reading at which it was granted."""
+        ...
+
+    def on_success(self) -> None:
+        """A request got an answer that was not a 429."""
+        ...
+
+    def on_throttled(
+        self, retry_after: float | None = None, *, sent_at: float | None = None
+    ) -> None:
+        """CXone answered 429."""
+        ...
 
 
 class AdaptiveRateLimiter:
@@ -30,11 +54,13 @@ class AdaptiveRateLimiter:
         *,
         ceiling_per_minute: float = 0.0,
         floor_per_minute: float = DEFAULT_FLOOR_PER_MINUTE,
-        burst: int = 2,
+        # No burst by default: evenly spaced sends, which a tenant bucket without burst accepts.
+        burst: int = 1,
         decrease_factor: float = 0.5,
         growth_per_second: float = 0.01,
         cut_cooldown_seconds: float = 1.0,
         max_retry_after_seconds: float = 300.0,
+        on_change: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -67,6 +93,8 @@ class AdaptiveRateLimiter:
         self._meter_at = -math.inf
         self._meter_start: float | None = None
         self._lock = asyncio.Lock()
+        self._on_change = on_change
+        self._changed()
 
     @property
     def current_rate_per_minute(self) -> float:
@@ -114,6 +142,7 @@ class AdaptiveRateLimiter:
         # Adding step/rate per answer adds `step` per second when sending at the full rate.
         grown = self._rate + self._step / self._rate
         self._rate = grown if self._ceiling is None else min(grown, self._ceiling)
+        self._changed()
 
     def on_throttled(
         self, retry_after: float | None = None, *, sent_at: float | None = None
@@ -148,6 +177,11 @@ class AdaptiveRateLimiter:
         self._last_cut = now
         # Restart pacing now, without the burst a quiet period would otherwise have saved up.
         self._tat = max(self._tat, now + self._current_tolerance())
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.current_rate_per_minute)
 
     def _tolerance(self, interval: float) -> float:
         return (self._burst - 1) * interval

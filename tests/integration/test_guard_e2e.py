@@ -142,7 +142,18 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
     assert {event.data.outcome for event in first.values()} == {Outcome.SYNCED}
     assert held_back == first
     assert roles_while_held == {user: KEPT if user in first_users else HELD for user in users}
-    assert readiness.json() == {"ready": True, "guard_tripped": True}
+    assert readiness.json() == {
+        "ready": True,
+        "guard_tripped": True,
+        "guard": {
+            "tripped": True,
+            "share": "1/1",
+            "budget": 3,
+            "spent": 3,
+            "max_revocations": 3,
+            "window_seconds": 300.0,
+        },
+    }
 
     assert release.status_code == 200
     assert release.json() == {"released": True}
@@ -154,4 +165,7 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
         user: KEPT for user in users
     }
     assert released["cxone_sync_guard_tripped"] == 0.0
-    assert readiness_after == {"ready": True, "guard_tripped": False}
+    assert readiness_after["guard_tripped"] is False
+    # The release forgot the window; the three it let through are the window's new spend.
+    assert readiness_after["guard"]["tripped"] is False
+    assert readiness_after["guard"]["spent"] == 3

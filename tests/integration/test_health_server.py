@@ -13,7 +13,8 @@ from structlog.testing import capture_logs
 
 from consumer.observability.http import HealthServer, HealthState
 from consumer.observability.metrics import REGISTRY
-from consumer.revocation_guard import RevocationGate, RevocationGuard
+from consumer.revocation_gate import RevocationGate
+from consumer.revocation_guard import RevocationGuard
 from tests.integration.harness import wait_until
 
 ADMIN_TOKEN = "admin-token-3f9a7c1e5b2d"

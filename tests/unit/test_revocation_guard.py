@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from consumer.catalog import parse_policy
-from consumer.revocation_guard import RevocationGate, RevocationGuard, build_gate
+from consumer.revocation_gate import RevocationGate, build_gate
+from consumer.revocation_guard import RevocationGuard
 from tests.conftest import ManualClock
 from tests.integration.harness import wait_until
 from tests.unit.test_catalog import document
