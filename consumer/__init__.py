@@ -7,7 +7,10 @@ A map (tests/unit/test_layering.py checks the import rules):
   I/O, logging or clock. `catalog.py` is the policy file (`Policy`, `RoleCatalog`) and its loading;
   `events.py` the input and audit events; `errors.py` the error tree.
 - `sync.py`: one event -> one result against CXone; it knows nothing of Kafka.
-- `revocation_guard.py`: the mass-revocation guard (window and gate).
+- `revocation_guard.py`: the mass-revocation guard's window (pure), `revocation_gate.py` the gate
+  that parks revocations while it is tripped; `share.py` (pure) splits a group-wide budget by
+  partition ownership, and `assignment_share.py` re-splits the guard's and the rate limit's at
+  every rebalance.
 - `stream/` the Kafka side, `scim/` the CXone side, `observability/` metrics, logs, health server.
 - `service.py` wires them into the running consumer; `replay.py`, `send.py` and `audit_reader.py`
   are the other commands, `cli.py` the command line, `settings.py` all configuration.

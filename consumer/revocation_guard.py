@@ -62,7 +62,7 @@ class RevocationGuard:
             raise ValueError("window_seconds must be positive")
         self.max_revocations = max_revocations
         self.window_seconds = window_seconds
-        self._share = Share.whole()
+        self._share = Share.of((), 1)
         self._budgets: dict[int, int] = {}
         self._spends: dict[int, list[float]] = {}
         self._tripped = False
@@ -92,9 +92,14 @@ class RevocationGuard:
         budgets = share.budget_by_partition(self.max_revocations)
         carried = carried or {}
         spends: dict[int, list[float]] = {}
+        # The same partition only when the topic is the same size: a lone member's whole share
+        # (one partition of one) is not partition 0 of a topic of four.
+        same = self._share.total == share.total
         for partition in share.owned:
-            kept = self._spends.get(partition) if partition in self._budgets else None
-            spends[partition] = sorted(kept if kept is not None else carried.get(partition, ()))
+            if same and partition in self._share.owned:
+                spends[partition] = list(self._spends[partition])
+            else:
+                spends[partition] = sorted(carried.get(partition, ()))
         self._share = share
         self._budgets = budgets
         self._spends = spends

@@ -126,7 +126,7 @@ class SharedRateLimiter:
                 self._blocked_until, now + min(retry_after, self._max_retry_after)
             )
         # The answers to requests sent before the last cut report the same overload.
-        if sent_at is not None and sent_at < self._last_cut:
+        if sent_at is not None and sent_at <= self._last_cut:
             return
         self._fraction = max(self._min_fraction, self._fraction * self._decrease)
         self._last_cut = now
