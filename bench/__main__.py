@@ -1,6 +1,7 @@
 """`python -m bench [PART ...]`: run benchmark parts, print their tables, write a results file.
 
-Parts: transport, throughput, backlog, ratelimit, classify (all five when none is named).
+Parts: transport, throughput, backlog, ratelimit, guard, classify (all six when none is
+named).
 Running all of them writes bench/results/latest.md unless `--output` says otherwise; running
 some writes a file only when `--output` is given. Every part starts and stops its own processes
 (Tansu broker, simulator, service) and is bounded in time.
@@ -17,13 +18,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import backlog, classify, ratelimit, throughput, transport
+from bench import backlog, classify, guard, ratelimit, throughput, transport
 from bench.machine import CpuSample, machine_lines
 from bench.report import Table
 from consumer.observability.logging import configure_logging
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 
-PARTS = ("transport", "throughput", "backlog", "ratelimit", "classify")
+PARTS = ("transport", "throughput", "backlog", "ratelimit", "guard", "classify")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.md"
 
 
@@ -46,9 +47,20 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--backlog-users", type=int, default=1000)
     group.add_argument("--time-limit", type=float, default=900.0, help="seconds, at most")
     group = parser.add_argument_group("ratelimit")
-    group.add_argument("--seconds", type=float, default=60.0, help="window per instance count")
+    group.add_argument("--seconds", type=float, default=30.0, help="window per instance count")
     group.add_argument("--per-minute", type=float, default=600.0, help="the simulator's limit")
-    group.add_argument("--burst", type=int, default=1, help="the simulator's token bucket size")
+    group.add_argument(
+        "--burst", type=int, action="append", help="the simulator's token bucket size (1 and 10)"
+    )
+    group.add_argument(
+        "--ceiling",
+        type=int,
+        action="append",
+        help="SYNC_RATE_LIMIT_PER_MINUTE of a run, 0 for none (570 and 0)",
+    )
+    group.add_argument(
+        "--instances", type=int, action="append", help="instances of a run (1, 2 and 4)"
+    )
     group = parser.add_argument_group("classify")
     group.add_argument("--reads", type=int, default=30, help="reads of each record shape")
     return parser
@@ -81,7 +93,11 @@ def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[li
         records=arguments.records, users=arguments.backlog_users, time_limit=arguments.time_limit
     )
     ratelimit_options = ratelimit.RateLimitOptions(
-        seconds=arguments.seconds, per_minute=arguments.per_minute, burst=arguments.burst
+        seconds=arguments.seconds,
+        per_minute=arguments.per_minute,
+        bursts=tuple(arguments.burst or (1, 10)),
+        ceilings=tuple(arguments.ceiling or (570, 0)),
+        instances=tuple(arguments.instances or (1, 2, 4)),
     )
 
     async def transport_part() -> list[Table]:
@@ -99,6 +115,7 @@ def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[li
         "ratelimit": _broker_part(
             arguments, lambda broker: ratelimit.run(broker, ratelimit_options)
         ),
+        "guard": _broker_part(arguments, lambda broker: guard.run(broker, guard.GuardOptions())),
         "classify": classify_part,
     }
 

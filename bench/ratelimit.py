@@ -1,12 +1,13 @@
-"""`ratelimit`: several service processes finding an unpublished CXone rate limit by themselves.
+"""`ratelimit`: 1, 2 and 4 service processes sharing one tenant's rate limit.
 
-The simulator throttles SCIM requests with a token bucket (`per_minute`, `burst`) and answers
-excess requests 429 with `Retry-After` in whole seconds. 1, 2 and 4 real service processes
-(`python -m consumer run`, one consumer group, SYNC_RATE_LIMIT_PER_MINUTE unset so no client
-ceiling), each with its own `AdaptiveRateLimiter`, work through a backlog large enough to last.
-Counts come from the simulator's request log, by the time each request arrived: a window of
-`seconds` that starts `settle_seconds` after every instance reported ready, and the whole run
-from the first SCIM request to the end of the window.
+The simulator throttles SCIM requests with a token bucket (`per_minute`, and each of `bursts`)
+and answers excess requests 429 with `Retry-After` in whole seconds. 1, 2 and 4 real service
+processes (`python -m consumer run`, one consumer group) work through a backlog large enough to
+last, twice: with `SYNC_RATE_LIMIT_PER_MINUTE` set to `ceiling` (the members send in the slots of
+the partitions they own) and without a ceiling (each member's `AdaptiveRateLimiter` finds the
+limit by itself). Counts come from the simulator's request log, by the time each request arrived:
+a window of `seconds` that starts `settle_seconds` after every instance reported ready, and the
+whole run from the first SCIM request to the end of the window.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ class RateLimitOptions:
 
     instances: tuple[int, ...] = (1, 2, 4)
     per_minute: float = 600.0
-    burst: int = 1
-    seconds: float = 60.0
+    bursts: tuple[int, ...] = (1, 10)
+    # SYNC_RATE_LIMIT_PER_MINUTE of each run, 0 for none: a little under the tenant's limit, so
+    # evenly spaced requests stay apart by more than a scheduling delay.
+    ceilings: tuple[int, ...] = (570, 0)
+    seconds: float = 30.0
     settle_seconds: float = 5.0
     users: int = 2000
     partitions: int = 4
@@ -94,6 +98,8 @@ class RateLimitResult:
     """One instance count: its measurement window and its whole run."""
 
     instances: int
+    burst: int
+    ceiling: int
     window: Counts
     whole: Counts
     ready_seconds: float
@@ -102,11 +108,11 @@ class RateLimitResult:
 
 
 async def measure(
-    broker: EmbeddedBroker, instances: int, options: RateLimitOptions
+    broker: EmbeddedBroker, instances: int, burst: int, ceiling: int, options: RateLimitOptions
 ) -> RateLimitResult:
     """Run `instances` services against a fresh, throttled simulator and count its log."""
     topics = await create_run_topics(
-        broker, f"ratelimit-{instances}", partitions=options.partitions
+        broker, f"ratelimit-{instances}-{burst}-{ceiling}", partitions=options.partitions
     )
     # One event per user: nothing to coalesce, so every event is a GET and a PUT.
     await produce(
@@ -115,11 +121,13 @@ async def measure(
         role_changes(0, options.users, options.users, run=topics.run),
     )
     async with SimulatorProcess(users=options.users, latency_ms=options.latency_ms) as simulator:
-        await simulator.set_rate_limit(options.per_minute, burst=options.burst)
-        services = [
-            ServiceProcess({**topics.environment(), **simulator.environment()})
-            for _ in range(instances)
-        ]
+        await simulator.set_rate_limit(options.per_minute, burst=burst)
+        environment = {
+            **topics.environment(),
+            **simulator.environment(),
+            "SYNC_RATE_LIMIT_PER_MINUTE": str(ceiling),
+        }
+        services = [ServiceProcess(environment) for _ in range(instances)]
         stop_seconds = float("nan")
         launched = time.perf_counter()
         try:
@@ -145,6 +153,8 @@ async def measure(
     first = min((float(record["received_at"]) for record in scim), default=start)
     return RateLimitResult(
         instances=instances,
+        burst=burst,
+        ceiling=ceiling,
         window=count_requests(records, start, end),
         whole=count_requests(records, first, end),
         ready_seconds=ready_seconds,
@@ -156,21 +166,26 @@ async def measure(
 def table(results: list[RateLimitResult], options: RateLimitOptions) -> Table:
     """The rate-limit table."""
     made = Table(
-        title="ratelimit: adaptive rate control against a shared limit",
+        title="ratelimit: 1, 2 and 4 instances sharing one tenant's rate limit",
         description=(
-            f"The simulator allows {options.per_minute:g} SCIM requests/min (token bucket, "
-            f"burst {options.burst}; 429 with Retry-After in whole seconds, at least 1). Each "
-            "instance is a separate "
-            "`python -m consumer run` process with its own AdaptiveRateLimiter and no "
-            f"configured ceiling, all in one consumer group on {options.partitions} partitions, "
-            f"with {options.users:,} events (one per user) waiting. {options.latency_ms:g} ms "
-            "injected latency. Counted from the simulator's request log: a "
-            f"{options.seconds:g} s window starting {options.settle_seconds:g} s after every "
-            "instance was ready, and the whole run from the first SCIM request (which includes "
-            "each limiter's first, unpaced burst)."
+            f"The simulator allows {options.per_minute:g} SCIM requests/min (token bucket of "
+            f"{' or '.join(str(burst) for burst in options.bursts)}; 429 with Retry-After in "
+            "whole seconds, at least 1). Each instance is a separate `python -m consumer run` "
+            f"process, all in one consumer group on {options.partitions} partitions, with "
+            f"{options.users:,} events (one per user) waiting. {options.latency_ms:g} ms "
+            "injected latency. `ceiling` is SYNC_RATE_LIMIT_PER_MINUTE: with one, the members "
+            "send in the time slots of the partitions they own; 0 is none, each member's "
+            "adaptive limiter finds the limit by itself. % of limit = window requests/min "
+            f"against the tenant's {options.per_minute:g}. Counted from the simulator's request "
+            f"log: a {options.seconds:g} s window starting {options.settle_seconds:g} s after "
+            "every instance was ready, and the whole run from the first SCIM request (which "
+            "includes each limiter's start)."
         ),
         columns=[
+            "bucket",
+            "ceiling",
             "instances",
+            "window: % of limit",
             "window: requests/min",
             "window: answered 2xx/min",
             "window: % 429",
@@ -187,7 +202,10 @@ def table(results: list[RateLimitResult], options: RateLimitOptions) -> Table:
     for result in results:
         window, whole = result.window, result.whole
         made.add(
+            str(result.burst),
+            str(result.ceiling),
             str(result.instances),
+            cell(100 * window.per_minute / options.per_minute, 1),
             cell(window.per_minute, 0),
             cell(window.ok_per_minute, 0),
             cell(window.throttled_share, 1),
@@ -204,6 +222,11 @@ def table(results: list[RateLimitResult], options: RateLimitOptions) -> Table:
 
 
 async def run(broker: EmbeddedBroker, options: RateLimitOptions) -> list[Table]:
-    """Measure each instance count, one after the other."""
-    results = [await measure(broker, count, options) for count in options.instances]
+    """Measure each bucket, ceiling and instance count, one after the other."""
+    results = [
+        await measure(broker, count, burst, ceiling, options)
+        for burst in options.bursts
+        for ceiling in options.ceilings
+        for count in options.instances
+    ]
     return [table(results, options)]

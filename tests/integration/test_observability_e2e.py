@@ -311,10 +311,24 @@ async def test_readyz_follows_the_circuit_while_healthz_stays_up(
         await service.shutdown()
 
     assert first_answer == 200
-    assert joined == {"ready": True, "guard_tripped": False}
-    assert during == {"ready": False, "reason": "circuit_open", "guard_tripped": False}
+    # The example policy's guard (50 per 300 s), the whole of it for the one instance.
+    guard = {
+        "tripped": False,
+        "share": "1/1",
+        "budget": 50,
+        "spent": 0,
+        "max_revocations": 50,
+        "window_seconds": 300.0,
+    }
+    assert joined == {"ready": True, "guard_tripped": False, "guard": guard}
+    assert during == {
+        "ready": False,
+        "reason": "circuit_open",
+        "guard_tripped": False,
+        "guard": guard,
+    }
     assert open_gauge == 1.0
-    assert after == {"ready": True, "guard_tripped": False}
+    assert after == {"ready": True, "guard_tripped": False, "guard": guard}
     assert closed_gauge == 0.0
     assert len(results) == len(users)
     assert {event.data.user_id for event in results.values()} == set(users)
