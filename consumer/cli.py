@@ -1,9 +1,8 @@
-"""The `cxone-role-sync` command: run, replay, demo, sandbox, check-policy, send, audit, doctor."""
+"""The `cxone-role-sync` command and its subcommands (the list is in the docs, Commands)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import sys
 from datetime import UTC, datetime
@@ -14,6 +13,8 @@ import typer
 from aiokafka.errors import KafkaError
 from typer.core import TyperCommand
 
+from consumer.command_io import fail, quiet_kafka_client, read_file
+from consumer.dlq_commands import dlq_app
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
 from consumer.signals import run_until_signalled
@@ -30,6 +31,7 @@ app = typer.Typer(
     # Plain help shows flags as flags (`--dry-run`) and values by name (`--since TIME`).
     rich_markup_mode=None,
 )
+app.add_typer(dlq_app)
 
 
 def _print_version(value: bool) -> None:
@@ -52,16 +54,11 @@ def _options(
     """Keep NICE CXone user roles equal to what the identity provider says."""
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code=2)
-
-
 def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -100,7 +97,7 @@ def run(
             exit_within=settings.sync_shutdown_grace_seconds + SHUTDOWN_OVERRUN_SECONDS,
         )
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 @app.command()
@@ -164,9 +161,9 @@ def replay(
             )
         )
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except KafkaError as error:
-        raise _fail(
+        raise fail(
             f"replay error: cannot read through KAFKA_BOOTSTRAP_SERVERS "
             f"{settings.kafka_bootstrap_servers}: {type(error).__name__}"
         ) from None
@@ -204,7 +201,7 @@ def _checked_policy(policy_file: Path | None) -> tuple[Path, Policy]:
     try:
         return chosen, load_policy(chosen)
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 def _checked_tansu(tansu_bin: str | None) -> str:
@@ -214,7 +211,7 @@ def _checked_tansu(tansu_bin: str | None) -> str:
     try:
         return resolve_tansu_binary(tansu_bin)
     except EmbeddedBrokerError as error:
-        raise _fail(f"{error} (--tansu-bin or TANSU_BIN)") from None
+        raise fail(f"{error} (--tansu-bin or TANSU_BIN)") from None
 
 
 def _broker_failure(error: Exception) -> typer.Exit:
@@ -223,7 +220,7 @@ def _broker_failure(error: Exception) -> typer.Exit:
     said = lines[0].rstrip(":") if lines else type(error).__name__
     if len(lines) > 1:
         said += f" ({lines[-1][:200]})"
-    return _fail(f"{said}; is --tansu-bin (or TANSU_BIN) a Tansu broker?")
+    return fail(f"{said}; is --tansu-bin (or TANSU_BIN) a Tansu broker?")
 
 
 @app.command()
@@ -240,7 +237,7 @@ def demo(
     path, policy = _checked_policy(policy_file)
     gaps = story_gaps(policy, path)
     if gaps is not None:
-        raise _fail(gaps)
+        raise fail(gaps)
     binary = _checked_tansu(tansu_bin)
     # Without --verbose the story is the output, and the demo says in one line why it stops:
     # the service's own log lines (a refused escalation is a warning) would interleave with it.
@@ -248,7 +245,7 @@ def demo(
     try:
         asyncio.run(run_demo(policy_file=path, tansu_bin=binary, echo=typer.echo))
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except EmbeddedBrokerError as error:
         raise _broker_failure(error) from None
     except DemoStalled as error:
@@ -278,7 +275,7 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
     try:
         run_until_signalled(serve)
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except EmbeddedBrokerError as error:
         raise _broker_failure(error) from None
 
@@ -343,7 +340,7 @@ def send(
             flags = (user, roles, primary, approval, user_name, source, event_id)
             if any(flag is not None for flag in flags) or deactivate or reactivate:
                 raise ConfigurationError("--file is sent as it is: it takes no event flags")
-            value = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
+            value = read_file("--file", file)
         else:
             if user is None:
                 raise ConfigurationError("give --user USER_ID (with --roles ...), or --file FILE")
@@ -362,10 +359,10 @@ def send(
             )
             value = encode(event_document(request))
         settings = load_kafka_settings()
-        _quiet_kafka_client()
+        quiet_kafka_client()
         delivery = asyncio.run(send_event(settings, value))
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except DeliveryError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
@@ -374,19 +371,6 @@ def send(
         f"sent {event.id} ({event.type.value}, user {event.user_id}) to "
         f"{delivery.topic} partition {delivery.partition} offset {delivery.offset}"
     )
-
-
-def _quiet_kafka_client() -> None:
-    # send and audit report a broker failure in one line of their own; aiokafka's log
-    # records of the same failure would only repeat it, with a traceback.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
-def _read_file(file: Path) -> bytes:
-    try:
-        return file.read_bytes()
-    except OSError as error:
-        raise ConfigurationError(f"--file {file}: {error.strerror or error}") from None
 
 
 @app.command()
@@ -418,7 +402,7 @@ def audit(
         wanted = Outcome(outcome.lower()) if outcome is not None else None
     except ValueError:
         choices = ", ".join(item.value for item in Outcome)
-        raise _fail(f"--outcome {outcome!r} is not one of {choices}") from None
+        raise fail(f"--outcome {outcome!r} is not one of {choices}") from None
     selection = AuditFilter(
         user_id=user,
         since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
@@ -427,9 +411,9 @@ def audit(
     try:
         settings = load_kafka_settings()
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     colour = sys.stdout.isatty()
-    _quiet_kafka_client()
+    quiet_kafka_client()
 
     async def show(stop: asyncio.Event) -> None:
         async for event in read_audit(settings, selection, follow=follow, stop=stop):
@@ -438,7 +422,7 @@ def audit(
     try:
         run_until_signalled(show)
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except AuditReadError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
@@ -481,14 +465,14 @@ def doctor(
     configure_logging("CRITICAL", "console")
     for secret in settings.secrets():
         register_secret(secret)
-    _quiet_kafka_client()
+    quiet_kafka_client()
     options = DoctorOptions(
         users_file=users, recent_records=recent, max_users=max_users, instances=instances
     )
     try:
         findings = asyncio.run(diagnose(settings, options))
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     for finding in findings:
         typer.echo(render(finding))
     typer.echo(summary(findings))
@@ -522,7 +506,7 @@ def check_policy(
     try:
         policy = load_policy(file)
     except ConfigurationError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     typer.echo(render_hierarchy(policy))
 
 
