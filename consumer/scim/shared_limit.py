@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from consumer.observability.metrics import RATE_ALLOWED
 from consumer.scim.slots import SlotGrid
-from consumer.scim.throttle import AdaptiveRateLimiter, RateLimiter
+from consumer.scim.throttle import AdaptiveRateLimiter, PacedSends, RateLimiter
 from consumer.share import Share
 
 WHOLE = Share.whole()
@@ -25,7 +25,7 @@ WHOLE = Share.whole()
 IDLE_RECHECK_SECONDS = 0.5
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(PacedSends):
     """Sends in this member's slots of the group's grid, using a part of them that adapts."""
 
     def __init__(
@@ -52,17 +52,13 @@ class SharedRateLimiter:
         self._min_fraction = min_fraction
         self._decrease = decrease_factor
         self._growth = growth_per_second
-        self._max_retry_after = max_retry_after_seconds
+        super().__init__(max_retry_after_seconds=max_retry_after_seconds, clock=clock, sleep=sleep)
         self._on_change = on_change
-        self._clock = clock
         self._wall = wall_clock
-        self._sleep = sleep
         # The part of its own slots the member uses (1.0 = all of them).
         self._fraction = 1.0
         self._next_allowed = -math.inf
-        self._blocked_until = -math.inf
         self._last_cut = -math.inf
-        self._lock = asyncio.Lock()
         self._changed()
 
     @property
@@ -85,20 +81,10 @@ class SharedRateLimiter:
         self._share = share
         self._changed()
 
-    async def acquire(self) -> float:
-        """Wait for this member's next slot; returns the clock reading at which it was granted."""
-        async with self._lock:
-            while True:
-                wait = self.try_acquire()
-                if wait <= 0:
-                    return self._clock()
-                await self._sleep(wait)
-
     def try_acquire(self) -> float:
         """Take the current slot if it is this member's and free, returning 0.0; else the wait."""
-        now = self._clock()
-        if now < self._blocked_until:
-            return self._blocked_until - now
+        if blocked := self._retry_after_left(self._clock()):
+            return blocked
         wall = self._wall()
         slot = self._grid.next_slot(max(wall, self._next_allowed), self._share)
         if slot is None:
@@ -121,10 +107,7 @@ class SharedRateLimiter:
     ) -> None:
         """CXone answered 429: wait `retry_after`, and use fewer slots, once per overload."""
         now = self._clock()
-        if retry_after is not None and retry_after > 0:
-            self._blocked_until = max(
-                self._blocked_until, now + min(retry_after, self._max_retry_after)
-            )
+        self._block(retry_after, now)
         # The answers to requests sent before the last cut report the same overload.
         if sent_at is not None and sent_at <= self._last_cut:
             return

@@ -46,7 +46,56 @@ class RateLimiter(Protocol):
         ...
 
 
-class AdaptiveRateLimiter:
+class PacedSends:
+    """The half every limiter shares: queueing for a send slot, and honouring `Retry-After`.
+
+    A subclass says in `try_acquire` how long until its next slot (calling `_retry_after_left`
+    first) and calls `_block` when CXone answers 429.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_retry_after_seconds: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._max_retry_after = max_retry_after_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._blocked_until = -math.inf
+        self._lock = asyncio.Lock()
+
+    def try_acquire(self) -> float:
+        """Take a send slot if one is free now and return 0.0; else return the seconds to wait."""
+        raise NotImplementedError
+
+    async def acquire(self) -> float:
+        """Wait for a send slot; returns the clock reading at which it was granted."""
+        # The lock queues waiters in arrival order, so only the head sleeps and nobody starves.
+        async with self._lock:
+            while True:
+                wait = self.try_acquire()
+                if wait <= 0:
+                    return self._clock()
+                await self._sleep(wait)
+
+    def _retry_after_left(self, now: float) -> float:
+        """Seconds of a `Retry-After` still to wait at `now` (0 when none)."""
+        return max(0.0, self._blocked_until - now)
+
+    def _block(self, retry_after: float | None, now: float) -> bool:
+        """Stop every send for `retry_after` (capped); True when that moved the end later."""
+        if retry_after is None or retry_after <= 0:
+            return False
+        until = now + min(retry_after, self._max_retry_after)
+        if until <= self._blocked_until:
+            return False
+        self._blocked_until = until
+        return True
+
+
+class AdaptiveRateLimiter(PacedSends):
     """Paces requests below a ceiling and adapts to 429s with additive increase, halving on loss."""
 
     def __init__(
@@ -78,21 +127,17 @@ class AdaptiveRateLimiter:
         self._decrease = decrease_factor
         self._growth = growth_per_second
         self._cooldown = cut_cooldown_seconds
-        self._max_retry_after = max_retry_after_seconds
-        self._clock = clock
-        self._sleep = sleep
+        super().__init__(max_retry_after_seconds=max_retry_after_seconds, clock=clock, sleep=sleep)
         # Allowed sends per second; None while unpaced (no ceiling and no 429 yet).
         self._rate: float | None = self._ceiling
         # Additive increase, in sends/second gained per second of saturated success.
         self._step = 0.0 if self._ceiling is None else self._ceiling * growth_per_second
         # GCRA's theoretical arrival time: a send is allowed once now >= tat - tolerance.
         self._tat = -math.inf
-        self._blocked_until = -math.inf
         self._last_cut = -math.inf
         self._meter_count = 0.0
         self._meter_at = -math.inf
         self._meter_start: float | None = None
-        self._lock = asyncio.Lock()
         self._on_change = on_change
         self._changed()
 
@@ -106,21 +151,11 @@ class AdaptiveRateLimiter:
         """The configured ceiling per minute; 0 when there is none."""
         return 0.0 if self._ceiling is None else self._ceiling * 60
 
-    async def acquire(self) -> float:
-        """Wait for a send slot; returns the clock reading at which it was granted."""
-        # The lock queues waiters in arrival order, so only the head sleeps and nobody starves.
-        async with self._lock:
-            while True:
-                wait = self.try_acquire()
-                if wait <= 0:
-                    return self._clock()
-                await self._sleep(wait)
-
     def try_acquire(self) -> float:
         """Take a send slot if one is free now and return 0.0; else return the seconds to wait."""
         now = self._clock()
-        if now < self._blocked_until:
-            return self._blocked_until - now
+        if blocked := self._retry_after_left(now):
+            return blocked
         if self._rate is not None:
             interval = 1 / self._rate
             allowed_at = self._tat - self._tolerance(interval)
@@ -149,11 +184,8 @@ class AdaptiveRateLimiter:
     ) -> None:
         """CXone answered 429: honour `retry_after` and halve the rate once per overload."""
         now = self._clock()
-        if retry_after is not None and retry_after > 0:
-            until = now + min(retry_after, self._max_retry_after)
-            if until > self._blocked_until:
-                self._blocked_until = until
-                self._tat = max(self._tat, until + self._current_tolerance())
+        if self._block(retry_after, now):
+            self._tat = max(self._tat, self._blocked_until + self._current_tolerance())
         # One overload answers many requests at once with 429; only the first cut counts. With
         # `sent_at` (from acquire) we know exactly which answers predate the cut; without it, a
         # cool-down stands in for one round trip.

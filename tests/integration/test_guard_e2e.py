@@ -58,6 +58,23 @@ def removal(user_id: str) -> bytes:
     return json.dumps(event).encode()
 
 
+def seed_holders(server: SimulatorServer, prefix: str) -> list[str]:
+    """Six CXone users holding the agent and the reporting role; returns their ids."""
+    users = [f"{prefix}-{number}" for number in range(1, 7)]
+    for user in users:
+        server.simulator.seed_user(
+            user,
+            f"{user}@example.com",
+            given_name=user,
+            emails=[f"{user}@example.com"],
+            roles=[
+                ("agent_basic", "Standard Agent", True),
+                ("reporting_viewer", "Reporting Viewer", False),
+            ],
+        )
+    return users
+
+
 def role_values(server: SimulatorServer, user_id: str) -> list[str]:
     """The role values CXone holds for a user."""
     return [role["value"] for role in server.simulator.get_user(user_id).get("roles") or []]
@@ -96,18 +113,7 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
     topics: Topics, simulator_server: SimulatorServer, tmp_path: Path
 ) -> None:
     """Past three revocations the guard holds the rest, and a release applies and audits them."""
-    users = [f"u-{number}" for number in range(1, 7)]
-    for user in users:
-        simulator_server.simulator.seed_user(
-            user,
-            f"{user}@example.com",
-            given_name=user,
-            emails=[f"{user}@example.com"],
-            roles=[
-                ("agent_basic", "Standard Agent", True),
-                ("reporting_viewer", "Reporting Viewer", False),
-            ],
-        )
+    users = seed_holders(simulator_server, "u")
     port = free_port()
     pipeline = await make_pipeline(topics, simulator_server, policy_file=guarded_policy(tmp_path))
     async with (
@@ -169,3 +175,38 @@ async def test_guard_holds_a_mass_revocation_until_an_operator_releases_it(
     # The release forgot the window; the three it let through are the window's new spend.
     assert readiness_after["guard"]["tripped"] is False
     assert readiness_after["guard"]["spent"] == 3
+
+
+async def test_a_dry_run_never_parks_on_the_guard_and_reports_what_it_would_have_held(
+    topics: Topics, simulator_server: SimulatorServer, tmp_path: Path
+) -> None:
+    """Six revocations in a dry run with a limit of three: all six audited, three would be held."""
+    users = seed_holders(simulator_server, "u-dry")
+    port = free_port()
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=guarded_policy(tmp_path))
+    async with (
+        running_service(pipeline.settings(metrics_port=port, sync_dry_run=True)) as service,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http,
+        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+    ):
+        # The counter belongs to the process, which other tests may have counted in before.
+        before = (await wait_for_metrics(http)).get("cxone_sync_guard_would_hold_total", 0.0)
+        await produce(
+            pipeline.bootstrap_servers,
+            pipeline.input_topic,
+            [(user.encode(), removal(user)) for user in users],
+        )
+        results = await audit.wait_for_results(len(users), within=WITHIN)
+        samples = await wait_for_metrics(http, cxone_sync_guard_would_hold_total=before + 3)
+        readiness = (await http.get("/readyz")).json()
+        await service.shutdown()
+
+    assert {event.data.outcome for event in results.values()} == {Outcome.DRY_RUN}
+    assert samples["cxone_sync_guard_tripped"] == 0.0
+    assert readiness["guard_tripped"] is False
+    assert readiness["guard"]["would_have_held"] == 3
+    assert readiness["guard"]["tripped"] is False
+    # Nothing was written: every user still holds both roles.
+    assert {user: role_values(simulator_server, user) for user in users} == {
+        user: HELD for user in users
+    }
