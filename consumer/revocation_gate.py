@@ -199,6 +199,9 @@ class RevocationGate:
             return True
         self._would_hold += 1
         GUARD_WOULD_HOLD.inc()
+        # One line per revocation, carrying the event's user, event id and offset from the
+        # context: the list of what a live run would have held.
+        log.warning("guard.would_hold", would_have_held=self._would_hold, dry_run=self._dry_run)
         if not was_tripped:
             log.warning(
                 "guard.would_trip",

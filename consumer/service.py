@@ -146,6 +146,7 @@ async def run_service(
     closers = _Closers()
     try:
         gate = build_gate(policy, dry_run=settings.sync_dry_run)
+        closers.push("mass-revocation gate", gate.aclose)
         # Health first: liveness must answer while the broker or CXone is still slow to reach.
         server = HealthServer(
             health,

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from consumer.errors import ConfigurationError
 
@@ -107,6 +108,17 @@ def _spent(value: bytes | None) -> list[float]:
 
 async def ensure_ledger_topic(connection: Mapping[str, Any], topic: str) -> None:
     """Create the guard topic (compacted, one partition) unless it exists; one line if it can't."""
+    try:
+        await _ensure_topic(connection, topic)
+    except KafkaError as error:
+        raise ConfigurationError(
+            f"start-up error: KAFKA_GUARD_TOPIC: could not check or create {topic}: "
+            f"{type(error).__name__}; create it, compacted, with one partition, and let the "
+            "service read and write it"
+        ) from None
+
+
+async def _ensure_topic(connection: Mapping[str, Any], topic: str) -> None:
     admin = AIOKafkaAdminClient(**connection)
     await admin.start()
     try:

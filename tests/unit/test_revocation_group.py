@@ -177,7 +177,12 @@ async def test_a_dry_run_never_parks_and_counts_what_the_guard_would_have_held(
     assert status is not None
     assert status["would_have_held"] == 3
     assert status["tripped"] is False
-    assert [entry["event"] for entry in logs] == ["guard.would_trip"]
+    assert [entry["event"] for entry in logs] == [
+        "guard.would_hold",
+        "guard.would_trip",
+        "guard.would_hold",
+        "guard.would_hold",
+    ]
     # A dry run writes nothing, not even to the ledger.
     gate.use_ledger(ledger)
     assert ledger.writes == []
