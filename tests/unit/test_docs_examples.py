@@ -265,8 +265,8 @@ def test_the_guides_topics_pass_the_doctors_topic_checks() -> None:
 
 
 def test_the_guides_acls_give_each_principal_only_its_part() -> None:
-    """The service reads the input and its group and writes audits and dead letters; the bridge
-    only writes the input; auditors only read the audit topic."""
+    """The service reads the input and its group, writes audits and dead letters and keeps the
+    guard's ledger; the bridge only writes the input; auditors only read the audit topic."""
     granted = {
         (line.allow_principal, operation, line.topic or f"group {line.group}")
         for line in _kafka_tool_lines("kafka-acls.sh")
@@ -278,6 +278,8 @@ def test_the_guides_acls_give_each_principal_only_its_part() -> None:
         ("User:role-sync", "Read", "group cxone-role-sync"),
         ("User:role-sync", "Write", "cxone.role-sync.audit"),
         ("User:role-sync", "Write", "idp.role-changes.dlq"),
+        ("User:role-sync", "Read", "cxone.role-sync.guard"),
+        ("User:role-sync", "Write", "cxone.role-sync.guard"),
         ("User:idp-bridge", "Write", "idp.role-changes"),
         ("User:auditors", "Read", "cxone.role-sync.audit"),
     }
