@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from consumer.errors import ConfigurationError
 from consumer.events import RoleId
+from consumer.idp_mapping import IdpMapping, check_mapping, describe_mapping
 
 # Enough to fix a file in one pass without drowning the one-line message.
 _MAX_REPORTED_ERRORS = 5
@@ -75,6 +76,10 @@ class PolicyFile(_PolicyModel):
     )
     mass_revocation_guard: MassRevocationGuardConfig | None = Field(
         default=None, description="Absent: revocations are never held back."
+    )
+    idp_mapping: IdpMapping | None = Field(
+        default=None,
+        description="For the SCIM ingress: the roles IdP groups and pushed role values grant.",
     )
 
 
@@ -204,6 +209,7 @@ class Policy:
     max_hierarchy_depth: int
     separation_of_duties: tuple[tuple[str, str], ...] = ()
     mass_revocation_guard: MassRevocationGuardConfig | None = None
+    idp_mapping: IdpMapping | None = None
     # The SHA-256 of the file's bytes, when the policy was loaded from a file.
     sha256: str | None = None
 
@@ -230,6 +236,8 @@ class Policy:
                         f"role {role_id!r}: could never be assigned: with what it inherits it"
                         f" holds both {first!r} and {second!r}, a separation_of_duties pair"
                     )
+        if self.idp_mapping is not None:
+            check_mapping(self.idp_mapping, self.catalog)
 
     @classmethod
     def from_file(cls, model: PolicyFile) -> Policy:
@@ -240,6 +248,7 @@ class Policy:
             max_hierarchy_depth=model.max_hierarchy_depth,
             separation_of_duties=model.separation_of_duties,
             mass_revocation_guard=model.mass_revocation_guard,
+            idp_mapping=model.idp_mapping,
         )
 
 
@@ -326,7 +335,8 @@ def _describe_item(item: ErrorDetails) -> str:
     if len(location) >= 2 and location[0] == "roles":
         prefix = f"role {location[1]!r}: "
         location = location[2:]
-    field = ".".join(str(part) for part in location)
+    # A key from the file may hold a line break: quoted, the message stays one line.
+    field = ".".join(str(part) if str(part).isprintable() else repr(part) for part in location)
     if item["type"] == "extra_forbidden":
         return f"{prefix}unknown field {field!r}"
     if field == "[key]":
@@ -346,7 +356,8 @@ def render_hierarchy(subject: RoleCatalog | Policy, *, max_depth: int | None = N
     if isinstance(subject, Policy):
         depth_limit = subject.max_hierarchy_depth if max_depth is None else max_depth
         tree = render_hierarchy(subject.catalog, max_depth=depth_limit)
-        return "\n".join([tree, "", *_describe_limits(subject)])
+        mapping = describe_mapping(subject.idp_mapping, subject.catalog)
+        return "\n".join([tree, "", *_describe_limits(subject), *mapping])
     catalog = subject
     lines: list[str] = []
     expanded: set[str] = set()

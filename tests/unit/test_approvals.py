@@ -123,6 +123,19 @@ def test_the_signature_covers_privileged_roles_gained_by_inheritance() -> None:
     assert refused.reason == "approval_invalid"
 
 
+def test_a_signature_over_every_privileged_role_granted_verifies_whatever_is_held() -> None:
+    """Signed over all the privileged roles the desired set grants, it needs no CXone state."""
+    every = approval(sign(roles=("admin", "billing_admin")))
+    event = change("agent", "admin", "billing_admin", approval=every)
+    holding_admin = evaluate(POLICY, event, ("admin",), active=True, now=NOW, approval_key=KEY)
+    holding_nothing = evaluate(POLICY, event, (), active=True, now=NOW, approval_key=KEY)
+    assert (holding_admin.allowed, holding_nothing.allowed) == (True, True)
+    partial = approval(sign(roles=("admin",)))
+    event = change("agent", "admin", "billing_admin", approval=partial)
+    refused = evaluate(POLICY, event, ("agent",), active=True, now=NOW, approval_key=KEY)
+    assert refused.reason == "approval_invalid"
+
+
 @pytest.mark.parametrize(
     "signature",
     [

@@ -286,7 +286,8 @@ def test_render_hierarchy_of_a_policy_adds_its_limits() -> None:
     assert text.endswith(
         "\n\nmax_roles_per_user: 3\nmax_hierarchy_depth: 2\n"
         "separation_of_duties: admin / auditor\n"
-        "mass_revocation_guard: 50 revocations per 300 s"
+        "mass_revocation_guard: 50 revocations per 300 s\n"
+        "idp_mapping: none (the SCIM ingress grants no roles)"
     )
     assert "exceeds max_hierarchy_depth 2" in text
 
