@@ -8,6 +8,7 @@ the same processors, so they are rendered and redacted the same way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -96,12 +97,20 @@ def clear_secrets() -> None:
     _SECRETS.clear()
 
 
+_SECRET_SUFFIXES = tuple(f"_{secret}" for secret in SECRET_KEYS)
+
+
 def is_secret_key(key: object) -> bool:
     """Whether a field of this name holds a secret, whatever its value."""
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+# Every field of every line is looked up here; the names are the code's own, so few and
+# repeated, and the cache spares re-deciding each one on every line.
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(key: str) -> bool:
     name = key.lower().replace("-", "_")
-    return name in SECRET_KEYS or any(name.endswith(f"_{secret}") for secret in SECRET_KEYS)
+    return name in SECRET_KEYS or name.endswith(_SECRET_SUFFIXES)
 
 
 def scrub_text(text: str) -> str:
@@ -109,13 +118,26 @@ def scrub_text(text: str) -> str:
     pattern = _SECRETS.pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    # Replacements as functions: a template with a group reference would be expanded in
+    # Python on every call, match or not; a function runs only for a match.
+    text = _BEARER.sub(_redact_bearer, text)
+    return _URL_PASSWORD.sub(_redact_url_password, text)
+
+
+def _redact_bearer(match: re.Match[str]) -> str:
+    return f"{match[1]} {REDACTED}"
+
+
+def _redact_url_password(match: re.Match[str]) -> str:
+    return f"{match[1]}{REDACTED}@"
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return scrub_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        # Most fields: nothing to scrub, and no abstract-class check to pay for.
+        return value
     if isinstance(value, Mapping):
         return {
             key: (REDACTED if is_secret_key(key) and item is not None else _scrub(item))
