@@ -52,9 +52,11 @@ log = structlog.get_logger(__name__)
 class FlowLimits:
     """Bounds on fetched-but-unfinished records.
 
-    `total` is never passed: a fetch takes no more than the room left. A partition at
-    `per_partition` is paused, so it passes that by at most one fetch batch; a partition being
-    read ahead after its assignment is bounded by its window (plus a batch less one) instead.
+    A fetch takes no more than the room `total` has left, except for one partition being read
+    ahead after its assignment, which reads on to its window (plus a batch less one) however
+    full the process is: held records stay within `total` plus one such read-ahead. A partition
+    at `per_partition` is paused, so it passes that by at most one fetch batch; a partition
+    being read ahead is bounded by its window instead.
     """
 
     per_partition: int = 2_000
@@ -256,16 +258,37 @@ class StreamConsumer:
             await self._shutdown()
 
     def _fetch_size(self) -> int:
-        """Fetch no more than the total limit has room for, so `total` is a hard bound.
+        """Fetch no more than the total limit has room for, or the leading read-ahead's window.
 
         Nor more than a partition being read ahead has left of its window, so a read-ahead stops
         exactly where the previous owner's fetching had to stop.
         """
         room = self._limits.total - self._tracker.total_pending()
+        leader = self._read_ahead_leader()
+        if room <= 0 and leader is not None and leader not in self._paused:
+            # Over `total`, only the leading read-ahead fetches, up to the end of its window.
+            room = self._window(leader) - self._tracker.uncommitted(leader)
         for tp in self._catching_up:
             if tp not in self._paused:
                 room = min(room, self._window(tp) - self._tracker.uncommitted(tp))
         return max(1, min(self._limits.fetch_batch, room))
+
+    def _read_ahead_leader(self) -> TopicPartition | None:
+        """The read-ahead that goes on past `total`: the one holding the most records.
+
+        A read-ahead that ended early would give up no-going-back for its partition, so none
+        ends for lack of room: past `total` the leader alone reads on, to its end or window,
+        while the others wait paused; the next one leads once what the others hold is below
+        `total` again (what was dispatched drains; what the others hold was read within
+        `total`). So held records stay within `total` plus one read-ahead.
+        """
+        assignment = self._kafka.assignment()
+        reading = [tp for tp in self._catching_up if tp in assignment]
+        if not reading:
+            return None
+        leader = max(reading, key=lambda tp: len(self._catching_up[tp].held))
+        others = self._tracker.total_pending() - len(self._catching_up[leader].held)
+        return leader if others < self._limits.total else None
 
     def _accept(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -300,7 +323,6 @@ class StreamConsumer:
         """Dispatch the read-ahead of each partition that reached its end or a flow limit."""
         if not self._catching_up:
             return
-        over_total = self._tracker.total_pending() >= self._limits.total
         assignment = self._kafka.assignment()
         for tp in list(self._catching_up):
             if tp not in self._catching_up:
@@ -309,9 +331,6 @@ class StreamConsumer:
                 # The previous owner paused at its window, fetching at most one batch past it:
                 # it wrote nothing beyond what is read ahead now.
                 self._release(tp, "window_full")
-            elif over_total:
-                # Holding more would pass `total`, which nothing may: dispatch what is read.
-                self._release(tp, "total_limit")
             elif tp in assignment and await self._read_to_log_end(tp):
                 self._release(tp, "log_end")
 
@@ -379,6 +398,7 @@ class StreamConsumer:
             else:
                 self._dispatcher.resume()
         over_total = self._tracker.total_pending() >= self._limits.total
+        leader = self._read_ahead_leader() if over_total else None
         full = {tp for tp in assignment if self._tracker.uncommitted(tp) >= self._window(tp)}
         for tp in full - self._full:
             oldest = self._tracker.oldest_unfinished(tp)
@@ -395,7 +415,7 @@ class StreamConsumer:
             tp
             for tp in assignment
             if held
-            or over_total
+            or (over_total and tp != leader)
             # A partition reading ahead holds its records until the read ends: its window bounds it.
             or (
                 tp not in self._catching_up

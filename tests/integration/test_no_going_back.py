@@ -327,3 +327,72 @@ async def test_written_states_never_go_back_with_replays_running_beside_run(
     # Each replay wrote back at least the drifted users, and left the busy ones' news to `run`.
     assert all(outcome["synced"] >= 20 for outcome in outcomes)
     assert all(outcome["superseded"] > 0 for outcome in outcomes)
+
+
+@pytest.mark.slow
+async def test_written_states_never_go_back_across_a_handover_with_the_default_settings(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With the default window (10,000) and held-records limit (10,000), a handover behind a
+    stuck head redelivers a full window plus a fetch batch, read ahead whole: nothing goes back."""
+    simulator = simulator_server.simulator
+    users = user_ids(530, prefix="d")
+    seed_users(simulator, [STUCK, *users])
+    # The stuck user's event first: it holds the commit point while everything behind it is
+    # written, so the next owner gets the whole window (and the batch past it) redelivered.
+    stuck = RoleEvent("evt-stuck", STUCK, ("agent_basic",))
+    events = [stuck, *workload(users, 20 * len(users), seed=80)]
+    simulator.set_stuck(STUCK)
+    pipeline = await make_pipeline(topics, simulator_server, policy_file=WORKLOAD_POLICY)
+    assert "SYNC_MAX_UNCOMMITTED_PER_PARTITION" not in pipeline.environment
+    first = ServiceProcess(pipeline.environment)
+    second = ServiceProcess(pipeline.environment)
+    try:
+        async with (
+            EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
+            AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+        ):
+            first.start()
+            await audit.wait_until(
+                lambda _: assigned_partitions(first) == {0}, within=120, what="the first owner"
+            )
+            # Produced while the first owner consumes: its fetches are whole batches, so the one
+            # that reaches the window passes it.
+            for start in range(0, len(events), 333):
+                await producer.send(events[start : start + 333])
+            await audit.wait_until(
+                lambda _: bool(logged(first.output, "stream.window_full")),
+                within=180,
+                what="the window to fill behind the stuck user",
+            )
+            fetched = int(logged(first.output, "stream.window_full")[0]["uncommitted"])
+            # Everything the first owner fetched is done but the stuck head.
+            await audit.wait_for_results(fetched - 1, within=180)
+            first.signal(signal.SIGTERM)
+            assert await first.wait_async(90) == 0
+            second.start()
+            await audit.wait_until(
+                lambda _: bool(caught_up(second.output)),
+                within=120,
+                what="the new owner's read-ahead",
+            )
+            simulator.set_stuck(STUCK, on=False)
+            results = await audit.wait_for_results(len(events), within=240)
+        second.signal(signal.SIGTERM)
+        assert await second.wait_async(60) == 0
+        reads = [caught_up(first.output), caught_up(second.output)]
+    finally:
+        first.close()
+        second.close()
+
+    assert_every_record_audited(results, producer.produced)
+    indices = written_indices(simulator, events)
+    went_back = gone_back(indices)
+    print("read-aheads:", [[(entry["records"], entry["reason"]) for entry in e] for e in reads])
+    print("first owner fetched", fetched, "users whose written states went back:", len(went_back))
+    assert went_back == {}
+    assert {user: cxone_roles(simulator, user) for user in last_roles(events)} == last_roles(events)
+    # The first owner wrote past the 10,000 the process may hold, and the second read all of
+    # that window ahead, a fetch batch less one past the window.
+    assert fetched > 10_000
+    assert (reads[1][0]["records"], reads[1][0]["reason"]) == (10_499, "window_full")
