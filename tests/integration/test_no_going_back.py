@@ -356,10 +356,12 @@ async def test_written_states_never_go_back_across_a_handover_with_the_default_s
             await audit.wait_until(
                 lambda _: assigned_partitions(first) == {0}, within=120, what="the first owner"
             )
-            # Produced while the first owner consumes: its fetches are whole batches, so the one
-            # that reaches the window passes it.
-            for start in range(0, len(events), 333):
-                await producer.send(events[start : start + 333])
+            # A few first, then the rest as a backlog: fetched 500 at a time from offset 250,
+            # the fetch that reaches the window passes it by 250 records.
+            await producer.send(events[:250])
+            await audit.wait_for_results(249, within=120)
+            for start in range(250, len(events), 1_000):
+                await producer.send(events[start : start + 1_000])
             await audit.wait_until(
                 lambda _: bool(logged(first.output, "stream.window_full")),
                 within=180,
