@@ -23,7 +23,7 @@ from consumer.errors import ConfigurationError
 from consumer.events import RoleChangeEvent
 from consumer.send import validate
 from consumer.settings import KafkaSettings
-from consumer.stream.kafka import build_producer, connection_options, log_ends, partitions_of
+from consumer.stream.kafka import build_producer, connection_options, partitions_of
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -147,20 +147,19 @@ async def read_dead_letters(
         partitions = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
         kafka.assign(partitions)
         await kafka.seek_to_beginning(*partitions)
-        ends = await log_ends(kafka, partitions)
-        remaining = {tp for tp in partitions if ends[tp].offset > 0}
+        ends = await kafka.end_offsets(partitions)
+        remaining = set(partitions)
         while remaining:
             batch = await kafka.getmany(*remaining, timeout_ms=500, max_records=500)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for record in records:
-                    if not ends[tp].holds(record.offset, record.timestamp):
-                        remaining.discard(tp)
-                        break
                     letter = dead_letter_of(record)
                     if reason is None or letter.reason == reason:
                         yield letter
+            # Some brokers report the end short of a batch's last records: a partition is done
+            # when a fetch from it comes back empty at or past the end reported.
             for tp in list(remaining):
-                if not batch.get(tp) and await kafka.position(tp) >= ends[tp].offset:
+                if not batch.get(tp) and await kafka.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     except (KafkaError, OSError) as error:
         raise DeadLetterError(_broker_failure("read", topic, settings, error)) from None

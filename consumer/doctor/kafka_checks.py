@@ -16,7 +16,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
-from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.protocol.produce import ProduceRequest
 
@@ -31,6 +37,16 @@ CLIENT_ID = "cxone-role-sync-doctor"
 REQUEST_TIMEOUT_MS = 10_000
 # A probe member id no real member has; the broker answers UNKNOWN_MEMBER_ID.
 PROBE_MEMBER = "cxone-role-sync-doctor-probe"
+# A new cluster creates its offsets topic on the first coordinator lookup and answers "not
+# available" until it is loaded.
+COORDINATOR_PENDING = frozenset(
+    {
+        CoordinatorNotAvailableError.errno,
+        NotCoordinatorError.errno,
+        CoordinatorLoadInProgressError.errno,
+    }
+)
+COORDINATOR_WITHIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -225,19 +241,30 @@ async def _probe_access(settings: Settings, topics: Mapping[str, Any]) -> list[F
 
 
 async def _probe_group(client: AIOKafkaClient, group: str) -> Finding:
+    """Heartbeat as an unknown member; a coordinator still loading is waited for, briefly."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + COORDINATOR_WITHIN_SECONDS
+    while True:
+        code = await _heartbeat_answer(client, group)
+        if code not in COORDINATOR_PENDING or loop.time() > deadline:
+            return judge_group(group, code)
+        await asyncio.sleep(0.2)
+
+
+async def _heartbeat_answer(client: AIOKafkaClient, group: str) -> int:
     try:
         coordinator = await client.coordinator_lookup(CoordinationType.GROUP, group)
     except KafkaError as error:
         code = getattr(error, "errno", None)
         if isinstance(code, int):
-            return judge_group(group, code)
+            return code
         raise
     response = await client.send(
         coordinator,
         HeartbeatRequest(group, -1, PROBE_MEMBER),
         group=ConnectionGroup.COORDINATION,
     )
-    return judge_group(group, int(response.error_code))
+    return int(response.error_code)
 
 
 async def _probe_write(

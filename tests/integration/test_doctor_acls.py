@@ -1,0 +1,205 @@
+"""`doctor`'s permission checks on Apache Kafka with SASL/SCRAM and an authorizer: each probe
+passes for a principal that holds the permission and fails for one that does not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+
+from consumer.doctor.diagnose import DoctorOptions, diagnose
+from consumer.doctor.findings import Finding, Verdict
+from consumer.sandbox.server import SimulatorServer
+from consumer.settings import Settings, load_settings
+from tests.apache_kafka.cluster import KafkaCluster
+from tests.conftest import TEST_CREDENTIALS, ClusterFactory
+from tests.integration.harness import EXAMPLE_POLICY
+from tests.kafka_acls import Grant, Operation, ResourceType, create_acls
+
+pytestmark = pytest.mark.asyncio
+
+MECHANISM = "SCRAM-SHA-512"
+ADMIN, ADMIN_SECRET = "admin", "admin-secret-2c9e"
+APP, APP_SECRET = "app", "app-secret-71fd"
+INPUT, AUDIT, DLQ, GROUP = (
+    "idp.role-changes",
+    "cxone.role-sync.audit",
+    "idp.role-changes.dlq",
+    "cxone-role-sync",
+)
+UNREADABLE, OTHER_GROUP = "idp.role-changes.unreadable", "someone-elses-group"
+
+
+def _jaas(user: str, secret: str) -> str:
+    return (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{user}" password="{secret}";'
+    )
+
+
+@pytest.fixture
+def secured(kafka_clusters: ClusterFactory) -> KafkaCluster:
+    """One node with a SASL/SCRAM listener and the standard authorizer: no ACL, no access."""
+    return kafka_clusters(
+        listeners=("SASL_PLAINTEXT",),
+        properties={
+            "sasl.enabled.mechanisms": MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config": _jaas(
+                ADMIN, ADMIN_SECRET
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The controllers talk over the plaintext controller listener, as ANONYMOUS.
+            "super.users": f"User:{ADMIN};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        },
+        format_arguments=[
+            "--add-scram",
+            f"{MECHANISM}=[name={ADMIN},password={ADMIN_SECRET}]",
+            "--add-scram",
+            f"{MECHANISM}=[name={APP},password={APP_SECRET}]",
+        ],
+    )
+
+
+def _sasl(user: str, secret: str) -> dict[str, str]:
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": MECHANISM,
+        "sasl_plain_username": user,
+        "sasl_plain_password": secret,
+    }
+
+
+async def _prepare(cluster: KafkaCluster) -> None:
+    """The topics, and ACLs for `app`: read the input, use the group, write the audit only."""
+    bootstrap = cluster.bootstrap_servers()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_sasl(ADMIN, ADMIN_SECRET))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, 2, 1) for name in (INPUT, AUDIT, DLQ, UNREADABLE)]
+        )
+    finally:
+        await admin.close()
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, **_sasl(ADMIN, ADMIN_SECRET))
+    await client.bootstrap()
+    try:
+        await create_acls(
+            client,
+            [
+                Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.READ),
+                Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.DESCRIBE_CONFIGS),
+                Grant(f"User:{APP}", ResourceType.GROUP, GROUP, Operation.READ),
+                Grant(f"User:{APP}", ResourceType.TOPIC, AUDIT, Operation.WRITE),
+                # Seen, but neither written nor read.
+                Grant(f"User:{APP}", ResourceType.TOPIC, DLQ, Operation.DESCRIBE),
+                Grant(f"User:{APP}", ResourceType.TOPIC, UNREADABLE, Operation.DESCRIBE),
+            ],
+        )
+    finally:
+        await client.close()
+    await _until_visible(bootstrap, {INPUT, AUDIT, DLQ, UNREADABLE})
+
+
+async def _until_visible(bootstrap: str, wanted: set[str], within: float = 30.0) -> None:
+    """ACLs reach the broker asynchronously: wait until `app` sees every topic it may."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_sasl(APP, APP_SECRET))
+        await admin.start()
+        try:
+            listed = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        if wanted <= listed:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"the ACLs did not reach the broker: {sorted(wanted - listed)}")
+        await asyncio.sleep(0.2)
+
+
+def _settings(
+    cluster: KafkaCluster, server: SimulatorServer, user: str, secret: str, **extra: object
+) -> Settings:
+    fields: dict[str, object] = {
+        "kafka_bootstrap_servers": cluster.bootstrap_servers(),
+        "kafka_security_protocol": "SASL_PLAINTEXT",
+        "kafka_sasl_mechanism": MECHANISM,
+        "kafka_sasl_username": user,
+        "kafka_sasl_password": secret,
+        "cxone_scim_base_url": server.scim_base_url,
+        "cxone_token_url": server.token_url,
+        "cxone_client_id": TEST_CREDENTIALS.client_id,
+        "cxone_client_secret": TEST_CREDENTIALS.client_secret,
+        "policy_file": EXAMPLE_POLICY,
+    }
+    return load_settings(**(fields | extra))
+
+
+def _verdicts(findings: list[Finding]) -> dict[str, Verdict]:
+    return {finding.check: finding.verdict for finding in findings}
+
+
+async def test_each_permission_probe_passes_with_the_permission_and_fails_without(
+    secured: KafkaCluster, simulator_server: SimulatorServer
+) -> None:
+    """`app` may read the input, use the group, write the audit, not write the DLQ: so it says."""
+    await _prepare(secured)
+
+    findings = await diagnose(
+        _settings(secured, simulator_server, APP, APP_SECRET), DoctorOptions()
+    )
+
+    verdicts = _verdicts(findings)
+    assert verdicts["read input"] is Verdict.OK
+    assert verdicts["group"] is Verdict.OK
+    assert verdicts["write audit"] is Verdict.OK
+    assert verdicts["write dlq"] is Verdict.FAIL
+    write_dlq = next(f for f in findings if f.check == "write dlq")
+    assert write_dlq.detail == f"the principal may not WRITE to {DLQ} (TOPIC_AUTHORIZATION_FAILED)"
+    # DESCRIBE_CONFIGS was granted on the input only.
+    assert verdicts["topic input"] is not Verdict.FAIL
+    audit = next(f for f in findings if f.check == "topic audit")
+    assert "configs not readable (TOPIC_AUTHORIZATION_FAILED)" in audit.detail
+
+
+async def test_a_group_and_an_input_the_principal_may_not_read_fail(
+    secured: KafkaCluster, simulator_server: SimulatorServer
+) -> None:
+    """Another group id, and an input topic `app` may only describe, fail their checks."""
+    await _prepare(secured)
+    settings = _settings(
+        secured,
+        simulator_server,
+        APP,
+        APP_SECRET,
+        kafka_group_id=OTHER_GROUP,
+        kafka_input_topic=UNREADABLE,
+    )
+
+    findings = await diagnose(settings, DoctorOptions())
+
+    verdicts = _verdicts(findings)
+    assert verdicts["group"] is Verdict.FAIL
+    assert verdicts["read input"] is Verdict.FAIL
+    read = next(f for f in findings if f.check == "read input")
+    assert read.detail.startswith(f"the principal may not READ {UNREADABLE}")
+
+
+async def test_the_super_user_passes_every_permission_probe(
+    secured: KafkaCluster, simulator_server: SimulatorServer
+) -> None:
+    """A principal allowed everything passes every Kafka permission check."""
+    await _prepare(secured)
+
+    findings = await diagnose(
+        _settings(secured, simulator_server, ADMIN, ADMIN_SECRET), DoctorOptions()
+    )
+
+    verdicts = _verdicts(findings)
+    for check in ("kafka", "read input", "group", "write audit", "write dlq"):
+        assert verdicts[check] is Verdict.OK, check
