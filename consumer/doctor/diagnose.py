@@ -47,7 +47,8 @@ async def diagnose(settings: Settings, options: DoctorOptions) -> list[Finding]:
     policy_finding, policy = check_policy(settings)
     findings = [policy_finding]
     window = Window(records_per_partition=options.recent_records, max_users=options.max_users)
-    kafka = await check_kafka(settings, instances=options.instances, window=window)
+    guard = policy is not None and policy.mass_revocation_guard is not None
+    kafka = await check_kafka(settings, instances=options.instances, window=window, guard=guard)
     findings += kafka.findings
     users = chosen_users(listed, kafka.user_ids, limit=options.max_users)
     tenant = await check_tenant(settings, users)

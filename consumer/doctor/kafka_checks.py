@@ -66,8 +66,13 @@ class KafkaReport:
     user_ids: list[str] = field(default_factory=list)
 
 
-async def check_kafka(settings: Settings, *, instances: int, window: Window) -> KafkaReport:
-    """Every Kafka check, in order; a broker that does not answer stops the rest."""
+async def check_kafka(
+    settings: Settings, *, instances: int, window: Window, guard: bool
+) -> KafkaReport:
+    """Every Kafka check, in order; a broker that does not answer stops the rest.
+
+    With `guard` (the policy has a mass-revocation guard) the guard's ledger topic is checked too.
+    """
     report = KafkaReport()
     admin = AIOKafkaAdminClient(
         **connection_options(settings),
@@ -103,6 +108,8 @@ async def check_kafka(settings: Settings, *, instances: int, window: Window) -> 
             TopicRole.AUDIT: settings.kafka_audit_topic,
             TopicRole.DLQ: settings.kafka_dlq_topic,
         }
+        if guard:
+            roles[TopicRole.GUARD] = settings.kafka_guard_topic
         present = [name for name in roles.values() if name in topics]
         configs = await _configs(admin, present)
         expected = Expectations(instances, max(brokers, 1), settings.kafka_max_record_bytes)
@@ -115,7 +122,12 @@ async def check_kafka(settings: Settings, *, instances: int, window: Window) -> 
     if input_topic is not None:
         finding, report.user_ids = await _read_window(settings, input_topic, window)
         report.findings.append(finding)
-    report.findings += await _probe_access(settings, topics)
+    report.findings += await _probe_access(settings, topics, guard=guard)
+    ledger = topics.get(settings.kafka_guard_topic) if guard else None
+    if ledger is not None:
+        report.findings.append(
+            await _probe_read(settings, "read guard", settings.kafka_guard_topic, ledger)
+        )
     return report
 
 
@@ -217,7 +229,9 @@ async def _read_window(
     )
 
 
-async def _probe_access(settings: Settings, topics: Mapping[str, Any]) -> list[Finding]:
+async def _probe_access(
+    settings: Settings, topics: Mapping[str, Any], *, guard: bool
+) -> list[Finding]:
     """The group and write probes, on a client of their own."""
     client = AIOKafkaClient(
         **connection_options(settings), client_id=CLIENT_ID, request_timeout_ms=REQUEST_TIMEOUT_MS
@@ -226,10 +240,13 @@ async def _probe_access(settings: Settings, topics: Mapping[str, Any]) -> list[F
     try:
         await client.bootstrap()
         findings.append(await _probe_group(client, settings.kafka_group_id))
-        for check, topic in (
+        writes = [
             ("write audit", settings.kafka_audit_topic),
             ("write dlq", settings.kafka_dlq_topic),
-        ):
+        ]
+        if guard:
+            writes.append(("write guard", settings.kafka_guard_topic))
+        for check, topic in writes:
             entry = topics.get(topic)
             if entry is not None:
                 findings.append(await _probe_write(client, check, topic, entry))
@@ -238,6 +255,32 @@ async def _probe_access(settings: Settings, topics: Mapping[str, Any]) -> list[F
     finally:
         await client.close()
     return findings
+
+
+async def _probe_read(
+    settings: Settings, check: str, topic: str, entry: Mapping[str, Any]
+) -> Finding:
+    """A fetch from the end of each partition: the broker checks READ first, and returns nothing."""
+    consumer = AIOKafkaConsumer(
+        **connection_options(settings),
+        client_id=CLIENT_ID,
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(topic, int(p["partition"])) for p in entry["partitions"]]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        await consumer.getmany(*partitions, timeout_ms=200)
+    except TopicAuthorizationFailedError as error:
+        return fail(check, f"the principal may not READ {topic} ({_reason(error)})")
+    except (KafkaError, OSError) as error:
+        return fail(check, f"could not read {topic}: {_reason(error)}")
+    finally:
+        await consumer.stop()
+    return ok(check, f"the principal may READ {topic} (read at its end, nothing consumed)")
 
 
 async def _probe_group(client: AIOKafkaClient, group: str) -> Finding:

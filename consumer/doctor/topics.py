@@ -17,6 +17,7 @@ class TopicRole(StrEnum):
     INPUT = "input"
     AUDIT = "audit"
     DLQ = "dlq"
+    GUARD = "guard"
 
 
 # Below these, warn: replay reaches back only as far as the input's retention; the audit trail
@@ -47,6 +48,12 @@ class Expectations:
 def check_topic(role: TopicRole, facts: TopicFacts, expected: Expectations) -> Finding:
     """One line on one topic: it exists, and its partitions, replication and configs fit."""
     name = f"topic {role.value}"
+    if facts.partitions is None and role is TopicRole.GUARD:
+        return warn(
+            name,
+            f"{facts.name} does not exist: run creates it at start-up (compacted, one partition) "
+            "if the principal may CREATE topics; otherwise create it so",
+        )
     if facts.partitions is None:
         return fail(name, f"{facts.name} does not exist (the service creates no topics)")
     parts = [f"{facts.name}: {facts.partitions} partitions, replication {facts.replication}"]
@@ -111,6 +118,13 @@ def _judge_configs(
     warnings: list[str],
 ) -> None:
     policies = {part.strip() for part in configs.get("cleanup.policy", "delete").split(",")}
+    if role is TopicRole.GUARD:
+        if "compact" not in policies:
+            warnings.append(
+                "cleanup.policy without compact: the guard's ledger keeps every entry until "
+                "retention drops it, instead of each partition's newest"
+            )
+        return
     if "compact" in policies:
         if role is TopicRole.AUDIT:
             failures.append(

@@ -19,6 +19,7 @@ from consumer.sandbox.samples import seed_users
 from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.settings import Settings
+from consumer.stream.guard_ledger import ensure_ledger_topic
 from tests.conftest import BrokerEndpoint, Topics
 from tests.integration.harness import ROOT, Pipeline, make_pipeline
 
@@ -329,7 +330,7 @@ async def test_command_prints_one_line_per_check_and_exits_by_verdict(
 
     code, lines = await doctor()
     assert code == 0
-    assert lines[-1].startswith("doctor: 14 checks: ")
+    assert lines[-1].startswith("doctor: 15 checks: ")
     assert lines[-1].endswith(", 0 fail")
     assert all(line.split()[0] in {"ok", "warn", "fail"} for line in lines[:-1])
 
@@ -338,3 +339,31 @@ async def test_command_prints_one_line_per_check_and_exits_by_verdict(
     assert [line.split()[:3] for line in lines if line.startswith("fail")] == [
         ["fail", "cxone", "token"]
     ]
+
+
+async def test_the_guard_ledger_topic_is_checked_when_the_policy_has_a_guard(
+    topics: Topics, simulator_server: SimulatorServer, tmp_path: Path
+) -> None:
+    """Missing, the guard topic is a warning (run creates it); present, it is read and written."""
+    pipeline = await _pipeline(topics, simulator_server)
+    guard_topic = topics.name("guard")
+    settings = pipeline.settings(kafka_guard_topic=guard_topic)
+
+    missing = _by_check(await diagnose(settings, DoctorOptions()))
+    assert missing["topic guard"].verdict is Verdict.WARN
+    assert missing["topic guard"].detail.startswith(f"{guard_topic} does not exist: run creates")
+    assert "write guard" not in missing
+
+    await ensure_ledger_topic({"bootstrap_servers": pipeline.bootstrap_servers}, guard_topic)
+    present = _by_check(await diagnose(settings, DoctorOptions()))
+    assert present["topic guard"].detail.startswith(f"{guard_topic}: 1 partitions")
+    assert present["read guard"].verdict is Verdict.OK
+    assert present["write guard"].verdict is not Verdict.FAIL
+
+    unguarded = tmp_path / "policy.yaml"
+    unguarded.write_text(
+        "max_roles_per_user: 3\nmax_hierarchy_depth: 2\n"
+        "roles:\n  agent_basic: {display_name: Agent}\n"
+    )
+    without = _by_check(await diagnose(pipeline.settings(policy_file=unguarded), DoctorOptions()))
+    assert not {"topic guard", "read guard", "write guard"} & set(without)

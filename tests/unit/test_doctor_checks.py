@@ -188,3 +188,13 @@ def test_output_lines_summary_and_exit_code() -> None:
     assert exit_code(findings) == 0
     assert exit_code([*findings, Finding("policy", Verdict.FAIL, "bad")]) == 1
     assert listing(["c", "a", "b"], limit=2) == "a, b and 1 more"
+
+
+def test_the_guard_topic_wants_compaction_and_may_be_missing() -> None:
+    """A missing guard topic warns (run creates it); one without compaction warns; compact is ok."""
+    missing = check_topic(TopicRole.GUARD, TopicFacts("g", None), EXPECTED)
+    assert missing.verdict is Verdict.WARN
+    compact = TopicFacts("g", 1, 3, {"cleanup.policy": "compact", "retention.ms": "60000"})
+    assert check_topic(TopicRole.GUARD, compact, EXPECTED).verdict is Verdict.OK
+    deleting = TopicFacts("g", 1, 3, {"cleanup.policy": "delete"})
+    assert check_topic(TopicRole.GUARD, deleting, EXPECTED).verdict is Verdict.WARN
