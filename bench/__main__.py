@@ -1,7 +1,7 @@
 """`python -m bench [PART ...]`: run benchmark parts, print their tables, write a results file.
 
-Parts: transport, throughput, backlog, ratelimit, guard, classify (all six when none is
-named).
+Parts: transport, throughput, backlog, ratelimit, guard, classify, peer (all seven when none
+is named). A summary table of the ratios closes the run, from the results of the parts that ran.
 Running all of them writes bench/results/latest.md unless `--output` says otherwise; running
 some writes a file only when `--output` is given. Every part starts and stops its own processes
 (Tansu broker, simulator, service) and is bounded in time.
@@ -18,13 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import backlog, classify, guard, ratelimit, throughput, transport
+from bench import backlog, classify, guard, peer, ratelimit, throughput, transport
 from bench.machine import CpuSample, machine_lines
 from bench.report import Table
+from bench.summary import Findings, summary
 from consumer.observability.logging import configure_logging
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 
-PARTS = ("transport", "throughput", "backlog", "ratelimit", "guard", "classify")
+PARTS = ("transport", "throughput", "backlog", "ratelimit", "guard", "classify", "peer")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.md"
 
 
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     group = parser.add_argument_group("classify")
     group.add_argument("--reads", type=int, default=30, help="reads of each record shape")
+    group = parser.add_argument_group("peer")
+    group.add_argument("--peer-service-events", type=int, default=3000, help="the service's burst")
+    group.add_argument("--peer-events", type=int, default=400, help="the sequential peer's")
     return parser
 
 
@@ -79,7 +83,9 @@ def _broker_part(
     return part
 
 
-def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[list[Table]]]]:
+def _parts(
+    arguments: argparse.Namespace, findings: Findings
+) -> dict[str, Callable[[], Awaitable[list[Table]]]]:
     transport_options = transport.TransportOptions(
         pairs=arguments.pairs, warmup=arguments.warmup, repeat=arguments.repeat
     )
@@ -103,25 +109,40 @@ def _parts(arguments: argparse.Namespace) -> dict[str, Callable[[], Awaitable[li
     async def transport_part() -> list[Table]:
         return [await transport.run(transport_options)]
 
+    peer_options = peer.PeerOptions(
+        events=arguments.peer_service_events, peer_events=arguments.peer_events
+    )
+
     async def classify_part() -> list[Table]:
         return [classify.run(classify.ClassifyOptions(repeat=arguments.reads))]
 
+    async def throughput_part(broker: EmbeddedBroker) -> list[Table]:
+        findings.throughput = await throughput.results(broker, throughput_options)
+        return throughput.tables(findings.throughput, throughput_options)
+
+    async def ratelimit_part(broker: EmbeddedBroker) -> list[Table]:
+        findings.ratelimit = await ratelimit.results(broker, ratelimit_options)
+        findings.ratelimit_options = ratelimit_options
+        return [ratelimit.table(findings.ratelimit, ratelimit_options)]
+
+    async def peer_part(broker: EmbeddedBroker) -> list[Table]:
+        tables, findings.peer = await peer.run(broker, peer_options)
+        return tables
+
     return {
         "transport": transport_part,
-        "throughput": _broker_part(
-            arguments, lambda broker: throughput.run(broker, throughput_options)
-        ),
+        "throughput": _broker_part(arguments, throughput_part),
         "backlog": _broker_part(arguments, lambda broker: backlog.run(broker, backlog_options)),
-        "ratelimit": _broker_part(
-            arguments, lambda broker: ratelimit.run(broker, ratelimit_options)
-        ),
+        "ratelimit": _broker_part(arguments, ratelimit_part),
         "guard": _broker_part(arguments, lambda broker: guard.run(broker, guard.GuardOptions())),
         "classify": classify_part,
+        "peer": _broker_part(arguments, peer_part),
     }
 
 
 async def _run(arguments: argparse.Namespace, names: list[str]) -> list[Table]:
-    parts = _parts(arguments)
+    findings = Findings()
+    parts = _parts(arguments, findings)
     made: list[Table] = []
     for name in names:
         print(f"== {name} ...", flush=True)
@@ -136,6 +157,10 @@ async def _run(arguments: argparse.Namespace, names: list[str]) -> list[Table]:
         for table in tables:
             print(table.markdown(), flush=True)
         made += tables
+    closing = summary(findings)
+    if closing is not None:
+        print(closing.markdown(), flush=True)
+        made.append(closing)
     return made
 
 

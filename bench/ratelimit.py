@@ -221,12 +221,16 @@ def table(results: list[RateLimitResult], options: RateLimitOptions) -> Table:
     return made
 
 
-async def run(broker: EmbeddedBroker, options: RateLimitOptions) -> list[Table]:
+async def results(broker: EmbeddedBroker, options: RateLimitOptions) -> list[RateLimitResult]:
     """Measure each bucket, ceiling and instance count, one after the other."""
-    results = [
+    return [
         await measure(broker, count, burst, ceiling, options)
         for burst in options.bursts
         for ceiling in options.ceilings
         for count in options.instances
     ]
-    return [table(results, options)]
+
+
+async def run(broker: EmbeddedBroker, options: RateLimitOptions) -> list[Table]:
+    """Measure every case and make the table."""
+    return [table(await results(broker, options), options)]

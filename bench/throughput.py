@@ -244,11 +244,15 @@ def tables(results: list[ThroughputResult], options: ThroughputOptions) -> list[
     return [burst, paced]
 
 
-async def run(broker: EmbeddedBroker, options: ThroughputOptions) -> list[Table]:
+async def results(broker: EmbeddedBroker, options: ThroughputOptions) -> list[ThroughputResult]:
     """Measure every transport at every concurrency, one configuration after the other."""
-    results = [
+    return [
         await measure(broker, transport, concurrency, options)
         for concurrency in options.concurrency
         for transport in options.transports
     ]
-    return tables(results, options)
+
+
+async def run(broker: EmbeddedBroker, options: ThroughputOptions) -> list[Table]:
+    """Measure every configuration and make the tables."""
+    return tables(await results(broker, options), options)
