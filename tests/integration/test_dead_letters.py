@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +21,9 @@ from consumer.errors import ConfigurationError
 from consumer.sandbox.feed import AuditReader, TopicReader, produce
 from consumer.sandbox.samples import seed_users
 from consumer.sandbox.server import SimulatorServer
-from consumer.settings import Settings
 from tests.conftest import Topics
-from tests.integration.harness import ROOT, Pipeline, make_pipeline, running_service
+from tests.integration.harness import Pipeline, make_pipeline, running_service
+from tests.integration.test_send_and_audit import cli, environment
 
 pytestmark = pytest.mark.asyncio
 
@@ -152,27 +150,9 @@ async def test_the_commands_list_and_redrive_in_one_line_each(
     pipeline = await make_pipeline(topics, simulator_server)
     letters = await _dead_letters(pipeline, simulator_server)
     miskeyed = next(letter for letter in letters if letter.reason == "key_mismatch")
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if name.lower() not in Settings.model_fields
-    }
 
     async def dlq(*arguments: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "consumer",
-            "dlq",
-            *arguments,
-            env={**inherited, **pipeline.environment},
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
+        return await cli("dlq", *arguments, env=environment(**pipeline.environment))
 
     code, out, err = await dlq("list")
     assert code == 0

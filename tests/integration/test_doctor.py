@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,8 @@ from consumer.sandbox.simulator import CxoneSimulator
 from consumer.settings import Settings
 from consumer.stream.guard_ledger import ensure_ledger_topic
 from tests.conftest import BrokerEndpoint, Topics
-from tests.integration.harness import ROOT, Pipeline, make_pipeline
+from tests.integration.harness import Pipeline, make_pipeline
+from tests.integration.test_send_and_audit import cli, environment
 
 pytestmark = pytest.mark.asyncio
 
@@ -306,27 +304,11 @@ async def test_command_prints_one_line_per_check_and_exits_by_verdict(
 ) -> None:
     """`cxone-role-sync doctor` prints a line per check and a summary; exit 0 healthy, 1 broken."""
     pipeline = await _pipeline(topics, simulator_server)
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if name.lower() not in Settings.model_fields
-    }
 
-    async def doctor(**environment: str) -> tuple[int, list[str]]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "consumer",
-            "doctor",
-            env={**inherited, **pipeline.environment, **environment},
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert err == b""
-        assert process.returncode is not None
-        return process.returncode, out.decode().splitlines()
+    async def doctor(**settings: str) -> tuple[int, list[str]]:
+        code, out, err = await cli("doctor", env=environment(**(pipeline.environment | settings)))
+        assert err == ""
+        return code, out.splitlines()
 
     code, lines = await doctor()
     assert code == 0
