@@ -62,7 +62,7 @@ async def _apply(
     roles = desired_roles(event)
     if not mapping.needs_write(document, roles, active=active):
         return Outcome.UNCHANGED, got.status_code
-    payload = mapping.encode(mapping.with_roles(document, roles, active=active))
+    payload = mapping.payload_with_roles(document, roles, active=active)
     put_headers = {**headers, "Content-Type": SCIM_MEDIA_TYPE}
     if (etag := got.headers.get("ETag")) is not None:
         put_headers["If-Match"] = etag

@@ -182,7 +182,7 @@ class Synchronizer:
             if await self._gate.admit():
                 # The guard held us back; the user may have changed meanwhile.
                 raise Conflict("re-reading the user after the mass-revocation guard released")
-        payload = mapping.encode(mapping.with_roles(document, target.roles, active=target.active))
+        payload = mapping.payload_with_roles(document, target.roles, active=target.active)
         if self._dry_run:
             plan.preview = payload
             return None

@@ -8,6 +8,7 @@ document is the old one with only the attributes this service owns replaced.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -40,9 +41,29 @@ def current_roles(document: Document) -> tuple[Role, ...]:
     if not isinstance(raw, list):
         raise ScimRejected("CXone returned a user whose roles are not a list")
     try:
-        return tuple(Role.model_validate(entry) for entry in raw)
+        return tuple(_role(entry) for entry in raw)
     except ValidationError as error:
         raise ScimRejected("CXone returned a user with a malformed role") from error
+
+
+def _role(entry: object) -> Role:
+    """One served role entry as a `Role`; flat entries (all of CXone's) are validated once."""
+    if isinstance(entry, dict) and all(
+        isinstance(value, str | bool | int | float | None) for value in entry.values()
+    ):
+        # The type is part of the key: True, 1 and 1.0 are equal, and hash alike, as keys.
+        return _validated_role(
+            tuple(sorted((name, type(value).__name__, value) for name, value in entry.items()))
+        )
+    return Role.model_validate(entry)
+
+
+# A user's roles are read three times per write (its state, whether to write, the body), and
+# the same few catalog roles recur on every user: validating each distinct entry once is enough.
+# The `Role`s handed out are shared, so nothing may change them (nothing here does).
+@functools.lru_cache(maxsize=4096)
+def _validated_role(items: tuple[tuple[str, str, object], ...]) -> Role:
+    return Role.model_validate({name: value for name, _, value in items})
 
 
 def role_values(document: Document) -> tuple[str, ...]:
@@ -66,7 +87,17 @@ def needs_write(document: Document, roles: Sequence[DesiredRole], *, active: boo
 
 def with_roles(document: Document, roles: Sequence[DesiredRole], *, active: bool) -> dict[str, Any]:
     """A copy of the user with the desired roles and `active`; every other attribute untouched."""
-    updated = copy.deepcopy(dict(document))
+    return copy.deepcopy(_replaced(document, roles, active=active))
+
+
+def payload_with_roles(document: Document, roles: Sequence[DesiredRole], *, active: bool) -> bytes:
+    """The PUT body of `with_roles`, byte for byte, without copying the user to encode it."""
+    return encode(_replaced(document, roles, active=active))
+
+
+def _replaced(document: Document, roles: Sequence[DesiredRole], *, active: bool) -> dict[str, Any]:
+    """The user with the desired roles and `active`; a shallow copy, sharing every other value."""
+    updated = dict(document)
     for attribute in _SERVER_OWNED:
         updated.pop(attribute, None)
     # A server without a `roles` attribute refuses one it does not know, even an empty one.
@@ -74,16 +105,25 @@ def with_roles(document: Document, roles: Sequence[DesiredRole], *, active: bool
         # A role kept without a name of ours (one assigned by hand in CXone) keeps CXone's name.
         held = {role.value: role.display for role in current_roles(document)}
         updated["roles"] = [
-            Role(
-                value=role.value,
-                display=role.display if role.display is not None else held.get(role.value),
-                primary=role.primary,
-            ).model_dump(mode="json", exclude_none=True, by_alias=True)
+            dict(
+                _role_entry(
+                    role.value,
+                    role.display if role.display is not None else held.get(role.value),
+                    role.primary,
+                )
+            )
             for role in roles
         ]
     if active != is_active(document) or "active" in updated:
         updated["active"] = active
     return updated
+
+
+@functools.lru_cache(maxsize=4096)
+def _role_entry(value: str, display: str | None, primary: bool) -> tuple[tuple[str, Any], ...]:
+    """One role as written, built by scim2-models once per distinct role."""
+    role = Role(value=value, display=display, primary=primary)
+    return tuple(role.model_dump(mode="json", exclude_none=True, by_alias=True).items())
 
 
 def encode(document: Document) -> bytes:

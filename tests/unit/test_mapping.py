@@ -8,6 +8,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scim2_models import Role
 
 from consumer.errors import ScimRejected
 from consumer.scim.mapping import (
@@ -16,6 +19,7 @@ from consumer.scim.mapping import (
     encode,
     is_active,
     needs_write,
+    payload_with_roles,
     role_values,
     sha256_hex,
     with_roles,
@@ -237,3 +241,67 @@ def test_with_roles_keeps_cxones_name_of_a_role_kept_without_one() -> None:
     assert with_roles(before, [kept], active=True)["roles"] == [
         {"value": "custom_role", "display": "Hand Made", "primary": True}
     ]
+
+
+ROLE_IDS = st.sampled_from(["agent_basic", "agent_voice", "qa_evaluator", "custom_role", "ü-role"])
+SERVED_ROLE = st.fixed_dictionaries(
+    {"value": ROLE_IDS},
+    optional={
+        "display": st.one_of(st.none(), st.text(max_size=12)),
+        "primary": st.one_of(st.booleans(), st.sampled_from([0, 1])),
+        "type": st.sampled_from(["direct", "indirect"]),
+    },
+)
+DESIRED_ROLE = st.builds(
+    DesiredRole,
+    value=ROLE_IDS,
+    display=st.one_of(st.none(), st.text(max_size=12)),
+    primary=st.booleans(),
+)
+
+
+@st.composite
+def served_users(draw: st.DrawFn) -> dict[str, Any]:
+    """A CXone user with any roles (or none, or no attribute), `active` or not, and extras."""
+    user = cxone_user()
+    roles = draw(st.one_of(st.none(), st.lists(SERVED_ROLE, max_size=4)))
+    if roles is None:
+        del user["roles"]
+    else:
+        user["roles"] = roles
+    active = draw(st.one_of(st.none(), st.booleans()))
+    if active is None:
+        user.pop("active", None)
+    else:
+        user["active"] = active
+    return user
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=served_users(), roles=st.lists(DESIRED_ROLE, max_size=4), active=st.booleans())
+def test_the_payload_is_the_encoded_copy_byte_for_byte(
+    user: dict[str, Any], roles: list[DesiredRole], active: bool
+) -> None:
+    """`payload_with_roles` writes exactly the bytes of `encode(with_roles(...))`, input kept."""
+    snapshot = copy.deepcopy(user)
+    payload = payload_with_roles(user, roles, active=active)
+    assert payload == encode(with_roles(user, roles, active=active))
+    assert user == snapshot
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(SERVED_ROLE, max_size=4))
+def test_roles_read_twice_are_the_roles_validated_afresh(entries: list[dict[str, Any]]) -> None:
+    """Reading a user's roles (validated once per distinct entry) equals validating each anew."""
+    user = {"roles": entries}
+    fresh = tuple(Role.model_validate(entry) for entry in entries)
+    assert current_roles(user) == fresh
+    assert current_roles(user) == fresh
+
+
+def test_true_and_one_are_different_role_entries() -> None:
+    """An entry with `primary: 1` reads as validating it afresh does, whatever `true` cached."""
+    as_bool = current_roles({"roles": [{"value": "agent_basic", "primary": True}]})
+    as_int = current_roles({"roles": [{"value": "agent_basic", "primary": 1}]})
+    assert as_bool == (Role(value="agent_basic", primary=True),)
+    assert as_int == (Role.model_validate({"value": "agent_basic", "primary": 1}),)
