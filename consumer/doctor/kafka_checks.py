@@ -27,11 +27,11 @@ from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.protocol.produce import ProduceRequest
 
 from consumer.doctor.access import error_name, judge_group, judge_write
-from consumer.doctor.findings import Finding, fail, ok
+from consumer.doctor.findings import Finding, fail, ok, warn
 from consumer.doctor.topics import Expectations, TopicFacts, TopicRole, check_topic
 from consumer.events import is_valid_user_id
-from consumer.settings import Settings
-from consumer.stream.kafka import connection_options
+from consumer.settings import LOCAL_HOSTS, Settings
+from consumer.stream.kafka import TLS_PROTOCOLS, connection_options
 
 CLIENT_ID = "cxone-role-sync-doctor"
 REQUEST_TIMEOUT_MS = 10_000
@@ -95,13 +95,7 @@ async def check_kafka(
         return report
     try:
         brokers = len(cluster.get("brokers") or [])
-        report.findings.append(
-            ok(
-                "kafka",
-                f"{brokers} broker{'s answer' if brokers != 1 else ' answers'} at "
-                f"{settings.kafka_bootstrap_servers} (cluster {cluster.get('cluster_id')})",
-            )
-        )
+        report.findings.append(judge_connection(settings, brokers, cluster.get("cluster_id")))
         topics = {str(entry["topic"]): entry for entry in listed if entry.get("error_code") == 0}
         roles = {
             TopicRole.INPUT: settings.kafka_input_topic,
@@ -129,6 +123,30 @@ async def check_kafka(
             await _probe_read(settings, "read guard", settings.kafka_guard_topic, ledger)
         )
     return report
+
+
+def judge_connection(settings: Settings, brokers: int, cluster_id: object) -> Finding:
+    """The brokers answered; a warning when the traffic to brokers off this machine is in clear."""
+    answered = (
+        f"{brokers} broker{'s answer' if brokers != 1 else ' answers'} at "
+        f"{settings.kafka_bootstrap_servers} (cluster {cluster_id})"
+    )
+    protocol = settings.kafka_security_protocol
+    remote = [
+        server
+        for server in settings.kafka_bootstrap_servers.split(",")
+        if server.rpartition(":")[0].strip("[]") not in LOCAL_HOSTS
+    ]
+    if protocol not in TLS_PROTOCOLS and remote:
+        what = (
+            "the SASL credentials and every record"
+            if protocol.startswith("SASL")
+            else ("every record")
+        )
+        return warn(
+            "kafka", f"{answered}; {protocol.value} sends {what} in clear: use SSL or SASL_SSL"
+        )
+    return ok("kafka", answered)
 
 
 def _reason(error: BaseException) -> str:

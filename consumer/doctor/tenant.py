@@ -153,6 +153,13 @@ async def _check_search(
         return fail(check, f"GET {url}: {error}")
     except TRANSPORT_ERRORS as error:
         return fail(check, f"GET {url}: {type(error.__cause__ or error).__name__}")
+    if response.status_code == 404:
+        # A search has no user to miss: the base URL points at no SCIM service.
+        return fail(
+            check,
+            f"GET {url} answered 404: CXONE_SCIM_BASE_URL is not the tenant's SCIM base "
+            "(it ends in /scim/v2)",
+        )
     refused = error_for_response(response, now=datetime.now(UTC))
     if refused is not None:
         return fail(check, str(refused))

@@ -186,6 +186,23 @@ async def test_scim_url_down_fails_search_and_read(
     assert "3 of 3 user reads failed" in checks["scim read"].detail
 
 
+async def test_a_scim_base_url_that_is_no_scim_service_fails_the_search(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """A base URL on the right host but the wrong path fails `scim search`, saying what is wrong."""
+    pipeline = await _pipeline(topics, simulator_server)
+    wrong = f"{simulator_server.base_url}/tenant/scim/v2"
+
+    findings = await diagnose(pipeline.settings(cxone_scim_base_url=wrong), DoctorOptions())
+
+    search = _by_check(findings)["scim search"]
+    assert search.verdict is Verdict.FAIL
+    assert search.detail == (
+        f"GET {wrong}/Users answered 404: CXONE_SCIM_BASE_URL is not the tenant's SCIM base "
+        "(it ends in /scim/v2)"
+    )
+
+
 async def test_forbidden_user_reads_fail_the_read_check(
     topics: Topics, simulator_server: SimulatorServer, simulator: CxoneSimulator
 ) -> None:

@@ -18,10 +18,12 @@ from consumer.doctor.access import (
     judge_write,
 )
 from consumer.doctor.findings import Finding, Verdict, exit_code, listing, render, summary
+from consumer.doctor.kafka_checks import judge_connection
 from consumer.doctor.roles import TenantRoles, unheld_roles, unknown_roles
 from consumer.doctor.topics import DAY_MS, Expectations, TopicFacts, TopicRole, check_topic
 from consumer.doctor.users import chosen_users, read_users_file
 from consumer.errors import ConfigurationError
+from consumer.settings import Settings, load_settings
 
 EXPECTED = Expectations(instances=1, brokers=3, max_record_bytes=1_048_576)
 GOOD = {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete"}
@@ -198,3 +200,31 @@ def test_the_guard_topic_wants_compaction_and_may_be_missing() -> None:
     assert check_topic(TopicRole.GUARD, compact, EXPECTED).verdict is Verdict.OK
     deleting = TopicFacts("g", 1, 3, {"cleanup.policy": "delete"})
     assert check_topic(TopicRole.GUARD, deleting, EXPECTED).verdict is Verdict.WARN
+
+
+def _settings(**kafka: str) -> Settings:
+    return load_settings(
+        cxone_scim_base_url="https://cxone.example.com/scim/v2",
+        cxone_token_url="https://cxone.example.com/auth/token",
+        cxone_client_id="c",
+        cxone_client_secret="s",
+        policy_file=str(Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"),
+        **kafka,
+    )
+
+
+def test_clear_traffic_to_remote_brokers_warns() -> None:
+    """PLAINTEXT or SASL_PLAINTEXT to brokers off this machine warns; to loopback it does not."""
+    remote = judge_connection(_settings(kafka_bootstrap_servers="kafka-1:9092"), 1, "c1")
+    assert remote.verdict is Verdict.WARN
+    assert remote.detail.endswith("PLAINTEXT sends every record in clear: use SSL or SASL_SSL")
+    sasl = _settings(
+        kafka_bootstrap_servers="kafka-1:9092",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+    )
+    assert "SASL credentials" in judge_connection(sasl, 3, "c1").detail
+    local = judge_connection(_settings(kafka_bootstrap_servers="127.0.0.1:9092"), 1, "c1")
+    assert local == Finding("kafka", Verdict.OK, "1 broker answers at 127.0.0.1:9092 (cluster c1)")
