@@ -101,6 +101,36 @@ def run(
 
 
 @app.command()
+def ingress(
+    policy_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Overrides POLICY_FILE.")
+    ] = None,
+) -> None:
+    """Serve the SCIM endpoint IdPs provision to; their changes become input events."""
+    try:
+        from consumer.ingress.service import run_ingress
+        from consumer.ingress.settings import load_ingress_settings
+    except ModuleNotFoundError as error:
+        raise fail(
+            f"ingress needs the ingress extra ({error.name} is missing): "
+            "pip install 'cxone-role-sync[ingress]'"
+        ) from None
+    try:
+        settings = load_ingress_settings(
+            **{k: v for k, v in {"policy_file": policy_file}.items() if v is not None}
+        )
+    except ConfigurationError as error:
+        raise fail(str(error)) from None
+    _configure_logging(settings)
+    try:
+        run_until_signalled(
+            lambda stop: run_ingress(settings, stop), exit_within=SHUTDOWN_OVERRUN_SECONDS + 20
+        )
+    except ConfigurationError as error:
+        raise fail(str(error)) from None
+
+
+@app.command()
 def replay(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Replay the whole topic.")

@@ -1,9 +1,10 @@
 """Whether a user's desired state needs an event, and the event: pure, deterministic.
 
 An event is due when the desired state differs from the last one emitted for the user; a
-deleted user is wanted inactive. Its id is a digest of the user, the state and the generation
-(the number of events emitted for the user before), so an event emitted again after a crash
-carries the id of the first attempt and is recognisable as the same.
+deleted user is wanted inactive. A user the IdP has not yet granted any mapped role is not
+managed yet: nothing is emitted for it while it is active. An event's id is a digest of the
+user, the state and the generation (the number of events emitted for the user before), so an
+event emitted again after a crash carries the id of the first attempt and is recognisable.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def due_event(
         desired = INACTIVE
     elif not desired.active:
         desired = INACTIVE
+    if previous is None and desired.active and not desired.roles:
+        # A user is managed from the first mapped role the IdP grants: until then, CXone's own
+        # default (its provisioning gives new users a role) is left alone, not emptied.
+        return None
     if (
         previous is not None
         and previous.same_as(desired)

@@ -174,3 +174,33 @@ def _initialise() -> None:
 
 
 _initialise()
+
+# The SCIM ingress (`ingress`): what IdPs send, and the events it becomes.
+INGRESS_REQUESTS = Counter(
+    "cxone_ingress_requests",
+    "SCIM requests an IdP sent the ingress, by operation and HTTP status.",
+    ["operation", "status"],
+    registry=REGISTRY,
+)
+INGRESS_EVENTS = Counter(
+    "cxone_ingress_events",
+    "Input events the ingress emitted, by event type.",
+    ["type"],
+    registry=REGISTRY,
+)
+INGRESS_MAPPING_MISSES = Gauge(
+    "cxone_ingress_mapping_misses",
+    "Distinct IdP group names and role values held by users that idp_mapping does not name.",
+    registry=REGISTRY,
+)
+INGRESS_STATE = Gauge(
+    "cxone_ingress_state_resources",
+    "Users and groups the ingress holds, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+INGRESS_UNRESOLVED = Gauge(
+    "cxone_ingress_unresolved_users",
+    "IdP users with a change to emit but no CXone user found for them (yet).",
+    registry=REGISTRY,
+)

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 
 import uvicorn
 
 from consumer.lifecycle import StartStop
+from consumer.quiet_server import QuietServer
 from consumer.sandbox.admin import ADMIN_PREFIX, SimulatorAdmin
 from consumer.sandbox.asgi import Receive, Scope, Send
 from consumer.sandbox.simulator import SCIM_PREFIX, TOKEN_PATH, CxoneSimulator
 
 STARTUP_TIMEOUT_SECONDS = 10.0
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to its owner and stops as soon as it is told."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.exit_requested = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Install no handlers: Ctrl-C belongs to the command that runs the sandbox."""
-        yield
-
-    async def main_loop(self) -> None:
-        """Tick once a second like uvicorn does, but wake at once when asked to exit."""
-        while not await self.on_tick(0):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exit_requested.wait(), timeout=1.0)
 
 
 class _Mounted:
@@ -59,7 +39,7 @@ class SimulatorServer(StartStop):
         self.simulator = simulator
         self.host = host
         self._port = port
-        self._server: _QuietServer | None = None
+        self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
 
@@ -118,7 +98,7 @@ class SimulatorServer(StartStop):
             raise
         self._socket = sock
         self.simulator.resume_holding()
-        self._server = _QuietServer(config)
+        self._server = QuietServer(config)
         self._task = asyncio.create_task(self._serve(self._server, sock), name="cxone-simulator")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STARTUP_TIMEOUT_SECONDS

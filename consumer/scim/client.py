@@ -10,6 +10,7 @@ re-reads the event fails with reason `conflict`.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -275,6 +276,21 @@ class ScimClient:
         if not isinstance(document, dict):
             raise ServerError("GET user: CXone answered with a body that is not an object")
         return ScimUser(document=document, etag=response.headers.get("ETag"))
+
+    async def find_user_id(self, user_name: str) -> str | None:
+        """The id of the one CXone user with this userName, or None; a single attempt."""
+        # RFC 7644 filter strings are JSON strings: a quote or backslash in a name is escaped.
+        literal = json.dumps(user_name, ensure_ascii=False)
+        params = {"filter": f"userName eq {literal}", "count": "2"}
+        response = await self._send("GET", PROBE_PATH, params=params)
+        try:
+            found = response.json().get("Resources") or []
+        except (ValueError, AttributeError) as error:
+            raise ServerError("GET users: CXone answered with a body that is not a list") from error
+        ids = [item.get("id") for item in found if isinstance(item, dict)]
+        # Two users of one name (CXone compares case-insensitively) resolve to none: guessing
+        # which one the IdP meant could give one person's roles to another.
+        return ids[0] if len(ids) == 1 and isinstance(ids[0], str) else None
 
     async def put_user(self, user_id: str, payload: bytes, *, etag: str | None) -> int:
         """Replace one user with exactly `payload`; a single attempt."""

@@ -106,19 +106,21 @@ def _spent(value: bytes | None) -> list[float]:
         return []
 
 
-async def ensure_ledger_topic(connection: Mapping[str, Any], topic: str) -> None:
-    """Create the guard topic (compacted, one partition) unless it exists; one line if it can't."""
+async def ensure_ledger_topic(
+    connection: Mapping[str, Any], topic: str, *, setting: str = "KAFKA_GUARD_TOPIC"
+) -> None:
+    """Create a compacted one-partition topic (the guard's, or `setting`'s) unless it exists."""
     try:
-        await _ensure_topic(connection, topic)
+        await _ensure_topic(connection, topic, setting)
     except KafkaError as error:
         raise ConfigurationError(
-            f"start-up error: KAFKA_GUARD_TOPIC: could not check or create {topic}: "
+            f"start-up error: {setting}: could not check or create {topic}: "
             f"{type(error).__name__}; create it, compacted, with one partition, and let the "
             "service read and write it"
         ) from None
 
 
-async def _ensure_topic(connection: Mapping[str, Any], topic: str) -> None:
+async def _ensure_topic(connection: Mapping[str, Any], topic: str, setting: str) -> None:
     admin = AIOKafkaAdminClient(**connection)
     await admin.start()
     try:
@@ -133,9 +135,9 @@ async def _ensure_topic(connection: Mapping[str, Any], topic: str) -> None:
             code = int(entry[1])
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise ConfigurationError(
-                    f"start-up error: KAFKA_GUARD_TOPIC: {topic} does not exist and could not be "
+                    f"start-up error: {setting}: {topic} does not exist and could not be "
                     f"created (error code {code}): create it, compacted, with one partition"
                 )
-        log.info("guard.ledger_created", topic=topic, replicas=replicas)
+        log.info("topic.created", topic=topic, setting=setting, replicas=replicas)
     finally:
         await admin.close()

@@ -74,6 +74,14 @@ def test_deactivation_deletion_and_reactivation_have_their_types() -> None:
     assert back[1].generation == 2
 
 
+def test_an_active_user_with_no_mapped_role_is_not_managed_until_it_gets_one() -> None:
+    """Created without mapped groups: nothing due, so CXone's default role is not stripped."""
+    assert due(None, DesiredState(active=True)) is None
+    first = due(None, DesiredState(active=False))
+    assert first is not None
+    assert first[0].type is EventType.DEACTIVATED
+
+
 def test_a_user_deleted_before_any_event_emits_nothing() -> None:
     """Never emitted, now gone: CXone never heard of the user from the ingress."""
     assert due(None, None) is None

@@ -62,6 +62,11 @@ def test_no_metric_outside_the_contract_but_the_documented_extras() -> None:
         "cxone_sync_guard_would_hold_total",
         "cxone_sync_partition_share",
         "cxone_sync_rate_allowed_per_minute",
+        "cxone_ingress_requests_total",
+        "cxone_ingress_events_total",
+        "cxone_ingress_mapping_misses",
+        "cxone_ingress_state_resources",
+        "cxone_ingress_unresolved_users",
     }
     assert set(_collectors()) == set(CONTRACT) | extras
 
