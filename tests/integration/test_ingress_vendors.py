@@ -138,7 +138,7 @@ async def test_okta_sequence_lookup_create_push_groups_update_deactivate(
 async def test_entra_sequence_capitalised_ops_string_booleans_app_roles_and_delete(
     topics: Topics, simulator_server: SimulatorServer
 ) -> None:
-    """Entra ID: "Replace"/"Add"/"Remove" ops, "False"/"True" strings, app roles in roles, DELETE."""
+    """Entra ID: capitalised ops, "False"/"True" strings, app roles in roles, DELETE."""
     seed(simulator_server.simulator)
     pipeline = await ingress_pipeline(topics, simulator_server, INGRESS_SOURCE="entra/contoso")
     async with running_ingress(pipeline) as ingress, event_log(pipeline) as log:
