@@ -322,6 +322,10 @@ class CxoneSimulator:
                 if not answered:
                     await self._serve_token(scope, body, send)
             elif path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/"):
+                # A tenant's gateway counts a request as it arrives, before any work on it (the
+                # injected latency included), so the bucket sees the client's own spacing.
+                if await self._throttled(send):
+                    return
                 rule = self._user_rule(scope)
                 if rule is not None:
                     record.fault = rule.answer.value
@@ -376,17 +380,21 @@ class CxoneSimulator:
             return
         await send_json(send, 200, token.as_json(), headers=no_store)
 
-    async def _serve_scim(self, scope: Scope, body: bytes, send: Send) -> None:
+    async def _throttled(self, send: Send) -> bool:
+        """Answer 429 with `Retry-After` when the token bucket is empty; True when it did."""
         wait = self.rate_limit.take() if self.rate_limit is not None else 0.0
-        if wait > 0:
-            await _send_error(
-                send,
-                429,
-                "too many requests",
-                scim=True,
-                headers={"retry-after": retry_after_value(wait, self.retry_after_style)},
-            )
-            return
+        if wait <= 0:
+            return False
+        await _send_error(
+            send,
+            429,
+            "too many requests",
+            scim=True,
+            headers={"retry-after": retry_after_value(wait, self.retry_after_style)},
+        )
+        return True
+
+    async def _serve_scim(self, scope: Scope, body: bytes, send: Send) -> None:
         inner = dict(scope, root_path=scope.get("root_path", "") + SCIM_PREFIX)
         await self.scim(inner, replay(body), send)
 

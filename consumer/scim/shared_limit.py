@@ -58,6 +58,7 @@ class SharedRateLimiter(PacedSends):
         # The part of its own slots the member uses (1.0 = all of them).
         self._fraction = 1.0
         self._next_allowed = -math.inf
+        self._last_sent = -math.inf
         self._last_cut = -math.inf
         self._changed()
 
@@ -86,6 +87,11 @@ class SharedRateLimiter(PacedSends):
         if blocked := self._retry_after_left(self._clock()):
             return blocked
         wall = self._wall()
+        # A send that went out late does not bring the next one closer: never two of this
+        # member's sends less than an interval apart, however late the event loop woke.
+        spaced = self._last_sent + self._grid.interval
+        if wall < spaced:
+            return spaced - wall
         slot = self._grid.next_slot(max(wall, self._next_allowed), self._share)
         if slot is None:
             return IDLE_RECHECK_SECONDS
@@ -94,6 +100,7 @@ class SharedRateLimiter(PacedSends):
         own = self._own_interval()
         # The same slot is never taken twice; below a fraction of 1, own slots are skipped.
         self._next_allowed = slot + max(own * (1 / self._fraction - 1), self._grid.interval / 2)
+        self._last_sent = wall
         return 0.0
 
     def on_success(self) -> None:

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from consumer.share import Share
 
 # A slot whose start passed less than this part of an interval ago may still be taken: a sleep
-# wakes a little late, and skipping the slot for that would waste it.
-LATE_FRACTION = 0.25
+# wakes a little late, and skipping the slot for that would waste it. Later than this, the
+# send could come too close to the next member's, on time in the slot after.
+LATE_FRACTION = 0.1
+OWN_LATE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,22 @@ class SlotGrid:
     def next_slot(self, after: float, share: Share | None) -> float | None:
         """The start of the first slot of `share` (None: the replay's) at or after `after`.
 
-        A slot that started less than `LATE_FRACTION` of an interval before `after` counts.
+        A slot that started less than `LATE_FRACTION` of an interval before `after` counts
+        (`OWN_LATE_FRACTION` when the slot after it belongs to `share` too).
         None when the share owns no partition: it has no slots at all.
         """
         if share is not None and not share.owned:
             return None
-        first = math.ceil(after / self.interval - LATE_FRACTION)
+        first = math.ceil(after / self.interval - OWN_LATE_FRACTION)
         for slot in range(first, first + self._search_bound(share)):
-            if self._holds(slot, share):
-                return slot * self.interval
+            if not self._holds(slot, share):
+                continue
+            start = slot * self.interval
+            # Late into a slot whose successor is another's, the send could come too close to
+            # theirs; when the next slot is ours too, the sender's own spacing keeps them apart.
+            allowed = OWN_LATE_FRACTION if self._holds(slot + 1, share) else LATE_FRACTION
+            if after - start <= allowed * self.interval:
+                return start
         raise AssertionError("unreachable: every lane has a slot within the search bound")
 
     def rate_per_minute(self, share: Share | None) -> float:
