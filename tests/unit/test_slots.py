@@ -139,3 +139,20 @@ def test_impossible_grids_are_refused(interval: float, replay_share: float) -> N
     """A grid needs a positive interval and a replay share in [0, 1)."""
     with pytest.raises(ValueError, match=r"interval|replay_share"):
         SlotGrid(interval, replay_share)
+
+
+def test_a_late_member_skips_a_slot_whose_successor_is_anothers() -> None:
+    """20 ms late into a 100 ms slot, a member owning 1 of 2 partitions waits for its next slot."""
+    grid = SlotGrid.per_minute(600)
+    assert grid.next_slot(1_000_000.02, Share.of({0}, 2)) == pytest.approx(1_000_000.2)
+    # The same lateness is fine when the slot after is the member's own as well.
+    assert grid.next_slot(1_000_000.02, Share.whole()) == pytest.approx(1_000_000.0)
+
+
+def test_a_late_send_does_not_bring_the_next_one_closer() -> None:
+    """A send 40 ms late in its slot: the next goes out a whole interval after it, not 60 ms."""
+    time = FakeTime(1_000_000.04)
+    member = limiter(SlotGrid.per_minute(600), time, Share.whole())
+    assert member.try_acquire() == 0.0
+    time.now = 1_000_000.1
+    assert member.try_acquire() == pytest.approx(0.04)
