@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -426,6 +427,7 @@ def audit(
     """Read the audit topic (KAFKA_AUDIT_TOPIC): one line per result."""
     from consumer.audit_reader import AuditFilter, AuditReadError, read_audit, render_line
     from consumer.events import Outcome
+    from consumer.observability.logging import configure_logging
     from consumer.settings import load_kafka_settings
 
     try:
@@ -443,11 +445,21 @@ def audit(
     except ConfigurationError as error:
         raise fail(str(error)) from None
     colour = sys.stdout.isatty()
+    # Standard output carries the results only (`audit --follow --json | jq`): every log line,
+    # the Ctrl-C notice included, goes to standard error, and only when it is a warning.
+    configure_logging("WARNING", "console")
     quiet_kafka_client()
 
     async def show(stop: asyncio.Event) -> None:
         async for event in read_audit(settings, selection, follow=follow, stop=stop):
-            typer.echo(event.model_dump_json() if as_json else render_line(event, colour=colour))
+            try:
+                typer.echo(
+                    event.model_dump_json() if as_json else render_line(event, colour=colour)
+                )
+            except BrokenPipeError:
+                # The reader of the pipe is gone (`| head`): stop quietly, as `cat` would.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
 
     try:
         run_until_signalled(show)

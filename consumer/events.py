@@ -426,16 +426,27 @@ class SourcePosition(_Strict):
 
 
 class ApprovalReference(_Strict):
-    """The approval an input event carried, as the audit records it."""
+    """The approval an input event carried, as the audit records it, and whether it was taken."""
 
     ticket: str
     approved_by: str
+    accepted: bool | None = Field(
+        default=None,
+        description=(
+            "true: the event's change was allowed with this approval; false: the policy refused"
+            " the approval (approval_invalid, approval_expired) or the change it came with, so"
+            " nothing it approves was written; null: never judged (the user could not be read)."
+        ),
+    )
 
 
 class SyncResult(_Strict):
     """The `data` of an audit event: one per input record processed."""
 
     event_id: str | None
+    event_type: EventType | None = Field(
+        default=None, description="The input event's `type`; null when the record did not parse."
+    )
     user_id: str | None
     outcome: Outcome
     reason: str | None = None
@@ -443,6 +454,16 @@ class SyncResult(_Strict):
     escalation: bool = False
     roles_before: tuple[str, ...] | None = None
     roles_after: tuple[str, ...] | None = None
+    active_before: bool | None = Field(
+        default=None, description="Whether the user was active in CXone as read; null if unread."
+    )
+    active_after: bool | None = Field(
+        default=None,
+        description=(
+            "Whether the user is active in CXone after this result (what a dry run would leave);"
+            " null when not known, as after a failed write."
+        ),
+    )
     attempts: Annotated[int, Field(ge=0)] = 0
     http_status: int | None = None
     latency_ms: Annotated[float, Field(ge=0)] = 0.0

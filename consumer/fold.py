@@ -54,11 +54,17 @@ class Folded:
 
     held: UserState
     state: UserState
-    # The newest event's own decision: its outcome, reason and escalation flag.
-    decision: Decision
+    # Each event's own decision, oldest first, judged against the state the earlier ones leave:
+    # its outcome, reason, escalation and whether its approval was taken.
+    decisions: tuple[Decision, ...]
     # Access (effective roles, or `active`) the folded change takes away: the guard counts it.
     removes_access: bool
     adds_access: bool
+
+    @property
+    def decision(self) -> Decision:
+        """The newest event's own decision."""
+        return self.decisions[-1]
 
     @property
     def is_revocation(self) -> bool:
@@ -86,19 +92,19 @@ def fold(
     if not events:
         raise ValueError("fold needs at least one event")
     state = held
-    decision: Decision | None = None
+    decisions: list[Decision] = []
     for event in events:
         decision = evaluate(
             policy, event, state.role_ids, active=state.active, now=now, approval_key=approval_key
         )
+        decisions.append(decision)
         state = step(state, decision)
-    assert decision is not None
     before = effective_access(policy.catalog, held.role_ids)
     after = effective_access(policy.catalog, state.role_ids)
     return Folded(
         held=held,
         state=state,
-        decision=decision,
+        decisions=tuple(decisions),
         removes_access=bool(before - after) or (held.active and not state.active),
         adds_access=bool(after - before) or (state.active and not held.active),
     )

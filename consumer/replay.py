@@ -3,8 +3,9 @@
 Replay reads outside the consumer group (it commits nothing and disturbs no live consumer), up
 to the end offsets it captured when it started, and stops there (see `replay_range`). Per user,
 the events of the range are folded into one write, judged event by event as the live path does,
-and every older event is audited as superseded. A user with an event beyond the range is left to
-the live consumer: replaying their older state could put it back after the newer one was written.
+and every older event is audited with its own decision. A user with an event beyond the range is
+left to the live consumer: replaying their older state could put it back after the newer one was
+written.
 Replay looks for such events again just before it writes each user (the users about to be written
 share one look), so one that arrived while the replay ran is seen too.
 
@@ -21,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import cast
 
@@ -39,12 +41,13 @@ from consumer.replay_range import (
     parse_offsets,
     read_range,
 )
+from consumer.results import Queued, superseded_result
 from consumer.scim.client import Plan, ScimClient, ScimUser, WriteOutcome
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
 from consumer.stream.kafka import build_producer
 from consumer.stream.publisher import AuditPublisher
-from consumer.sync import Synchronizer, superseded_result
+from consumer.sync import Synchronizer
 
 __all__ = [
     "ExitCode",
@@ -276,13 +279,14 @@ async def _apply_all(
                 # the newest state written here could come before one of its older writes.
                 superseding = event
             else:
+                received_at = time.monotonic()
                 try:
-                    result = await synchronizer.apply(
+                    applied = await synchronizer.apply(
                         event,
                         source=source,
-                        received_at=time.monotonic(),
+                        received_at=received_at,
                         mode=Mode.REPLAY,
-                        earlier=[old for old, _ in older],
+                        earlier=[Queued(old, position, received_at) for old, position in older],
                     )
                 except RevocationsHeld:
                     return
@@ -292,13 +296,25 @@ async def _apply_all(
                     older = entries
                     log.info("replay.left_to_live", user_id=user_id, newer_event_id=superseding.id)
                 else:
-                    await record(result)
-                    echo(describe(result))
+                    await record(applied.result)
+                    echo(describe(applied.result))
                     if progress is not None:
-                        progress.applied(result)
-                    superseding = event
+                        progress.applied(applied.result)
+                    # Each folded event has its own result, with its own decision.
+                    for folded in applied.folded:
+                        await record(folded)
+                    return
+        # Left to a newer event of the user that is not this replay's to write.
         for old, position in older:
-            await record(superseded_result(old.id, superseding, source=position, mode=Mode.REPLAY))
+            await record(
+                superseded_result(
+                    old,
+                    superseding,
+                    source=position,
+                    mode=Mode.REPLAY,
+                    processed_at=datetime.now(UTC),
+                )
+            )
 
     await asyncio.gather(*(one(user_id, entries) for user_id, entries in found.users.items()))
     if gate is not None:

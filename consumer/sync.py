@@ -1,4 +1,4 @@
-"""One event in, one result out: read the user, decide, write, describe what happened.
+"""A user's events in, one write, one result per event: read the user, decide, write, describe.
 
 Nothing here knows about Kafka; the stream layer hands events in and publishes the results.
 """
@@ -15,15 +15,9 @@ from pydantic import SecretStr
 
 from consumer.catalog import Policy
 from consumer.errors import Conflict, InvalidEvent, PermanentError
-from consumer.events import (
-    ApprovalReference,
-    Mode,
-    Outcome,
-    RoleChangeEvent,
-    SourcePosition,
-    SyncResult,
-)
+from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
 from consumer.fold import Folded, UserState, fold
+from consumer.results import Queued, WriteFailure, approval_verdict, folded_results
 from consumer.scim import mapping
 from consumer.scim.client import ScimClient, ScimUser
 
@@ -40,15 +34,24 @@ class AdmitsRevocations(Protocol):
 class _Plan:
     """What the read-modify-write decided on its latest attempt."""
 
-    before: tuple[str, ...] = ()
+    held: UserState | None = None
     folded: Folded | None = None
     unchanged: bool = False
     gated: bool = False
     preview: bytes | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The results of one write: the newest event's, and one per event folded into it."""
+
+    result: SyncResult
+    # Oldest first, as the events were queued.
+    folded: tuple[SyncResult, ...] = ()
+
+
 class Synchronizer:
-    """Applies a user's events to CXone under the policy and returns the newest one's result."""
+    """Applies a user's events to CXone under the policy and returns each event's result."""
 
     def __init__(
         self,
@@ -78,83 +81,115 @@ class Synchronizer:
         source: SourcePosition,
         received_at: float,
         mode: Mode = Mode.LIVE,
-        earlier: Sequence[RoleChangeEvent] = (),
-    ) -> SyncResult:
+        earlier: Sequence[Queued] = (),
+    ) -> Applied:
         """Bring one user to the state its events ask for, as far as the policy allows.
 
         `earlier` are the user's older queued events, oldest first: folded with `event` into
-        one write, and audited as superseded by the caller.
+        one write. Each gets its own result, with its own policy decision.
         """
         plan = _Plan()
-        events = (*earlier, event)
+        events = (*(queued.event for queued in earlier), event)
 
         async def decide(user: ScimUser) -> bytes | None:
             return await self._plan(events, user, plan)
 
-        base = {
-            "event_id": event.id,
-            "user_id": event.user_id,
-            "source": source,
-            "mode": mode,
-            "approval": _approval_of(event),
-        }
         try:
             outcome = await self._scim.update_user(event.user_id, decide)
         except PermanentError as error:
-            return self._result(
-                received_at,
-                **base,
-                outcome=Outcome.FAILED,
-                reason=error.reason,
-                detail=error.detail or str(error),
-                http_status=error.status,
-                attempts=error.attempts,
-                roles_before=plan.before,
+            failure = WriteFailure(
+                Outcome.FAILED, error.reason, error.detail or str(error), error.status
             )
+            fields: dict[str, object] = {
+                **self._base(event, source, mode, plan),
+                "outcome": failure.outcome,
+                "reason": failure.reason,
+                "detail": failure.detail,
+                "http_status": failure.http_status,
+                "attempts": error.attempts,
+            }
+            refused = None if plan.folded is None else plan.folded.decision
+            if refused is not None and not refused.allowed:
+                # Its own decision first: a refused addition stays an escalation when the
+                # write of its removals then fails.
+                fields |= {
+                    "outcome": Outcome.REJECTED,
+                    "reason": refused.reason,
+                    "escalation": refused.escalation,
+                    "detail": f"{refused.detail}; the write failed: {failure.reason}:"
+                    f" {failure.detail}",
+                }
+            result = self._result(received_at, **fields)
+            return self._with_folded(result, earlier, plan, failure)
         except InvalidEvent as error:
-            return self._result(
+            failure = WriteFailure(Outcome.INVALID, error.reason, error.detail)
+            result = self._result(
                 received_at,
-                **base,
-                outcome=Outcome.INVALID,
-                reason=error.reason,
-                detail=error.detail,
+                **self._base(event, source, mode, plan),
+                outcome=failure.outcome,
+                reason=failure.reason,
+                detail=failure.detail,
             )
-        folded = plan.folded
-        assert folded is not None, "the plan always decides before the write returns"
+            return self._with_folded(result, earlier, plan, failure)
+        folded, held = plan.folded, plan.held
+        assert folded is not None, "the plan decides before the write returns"
+        assert held is not None
         decision = folded.decision
-        written = tuple(role.value for role in folded.state.roles)
-        common = {
-            **base,
-            "roles_before": plan.before,
+        state = held if plan.unchanged else folded.state
+        fields = {
+            **self._base(event, source, mode, plan),
             "attempts": outcome.attempts,
             "escalation": decision.escalation,
             "detail": decision.detail,
+            "roles_after": state.role_ids,
+            "active_after": state.active,
         }
-        if plan.unchanged:
-            fields = {**common, "roles_after": plan.before}
-        elif outcome.payload is None:
+        if not plan.unchanged and outcome.payload is None:
             assert plan.preview is not None
-            fields = {
-                **common,
-                "roles_after": written,
-                "payload_sha256": mapping.sha256_hex(plan.preview),
-            }
-        else:
-            fields = {
-                **common,
-                "roles_after": written,
-                "http_status": outcome.status,
-                "payload_sha256": mapping.sha256_hex(outcome.payload),
-            }
+            fields["payload_sha256"] = mapping.sha256_hex(plan.preview)
+        elif not plan.unchanged:
+            assert outcome.payload is not None
+            fields["http_status"] = outcome.status
+            fields["payload_sha256"] = mapping.sha256_hex(outcome.payload)
         if not decision.allowed:
-            return self._result(
-                received_at, **fields, outcome=Outcome.REJECTED, reason=decision.reason
-            )
-        if plan.unchanged:
-            return self._result(received_at, **fields, outcome=Outcome.UNCHANGED)
-        if outcome.payload is None:
-            return self._result(received_at, **fields, outcome=Outcome.DRY_RUN)
-        return self._result(received_at, **fields, outcome=Outcome.SYNCED)
+            fields |= {"outcome": Outcome.REJECTED, "reason": decision.reason}
+        elif plan.unchanged:
+            fields["outcome"] = Outcome.UNCHANGED
+        elif outcome.payload is None:
+            fields["outcome"] = Outcome.DRY_RUN
+        else:
+            fields["outcome"] = Outcome.SYNCED
+        return self._with_folded(self._result(received_at, **fields), earlier, plan)
+
+    def _base(
+        self, event: RoleChangeEvent, source: SourcePosition, mode: Mode, plan: _Plan
+    ) -> dict[str, object]:
+        """The fields every result of `event` has: who, where, its approval, the user as read."""
+        folded, held = plan.folded, plan.held
+        return {
+            "event_id": event.id,
+            "event_type": event.type,
+            "user_id": event.user_id,
+            "source": source,
+            "mode": mode,
+            "approval": approval_verdict(event, None if folded is None else folded.decision),
+            "roles_before": None if held is None else held.role_ids,
+            "active_before": None if held is None else held.active,
+        }
+
+    def _with_folded(
+        self,
+        result: SyncResult,
+        earlier: Sequence[Queued],
+        plan: _Plan,
+        failure: WriteFailure | None = None,
+    ) -> Applied:
+        """The newest result with one result per folded event, each with its own decision."""
+        decisions = None if plan.folded is None else plan.folded.decisions[:-1]
+        return Applied(
+            result,
+            folded_results(earlier, decisions, result, failure=failure, now=self._clock()),
+        )
 
     async def _plan(
         self, events: Sequence[RoleChangeEvent], user: ScimUser, plan: _Plan
@@ -162,7 +197,7 @@ class Synchronizer:
         """Decide and build the PUT body for the user as just read; None writes nothing."""
         document = user.document
         held = UserState.of(document)
-        plan.before = held.role_ids
+        plan.held = held
         plan.unchanged = False
         folded = fold(
             self._policy,
@@ -193,31 +228,3 @@ class Synchronizer:
         return SyncResult.model_validate(
             {**fields, "latency_ms": round(latency_ms, 3), "processed_at": datetime.now(UTC)}
         )
-
-
-def _approval_of(event: RoleChangeEvent) -> ApprovalReference | None:
-    approval = event.data.approval
-    if approval is None:
-        return None
-    return ApprovalReference(ticket=approval.ticket, approved_by=approval.approved_by)
-
-
-def superseded_result(
-    older_id: str,
-    newer: RoleChangeEvent,
-    *,
-    source: SourcePosition,
-    mode: Mode,
-    latency_ms: float = 0.0,
-) -> SyncResult:
-    """The result of an event made moot by a newer event of the same user."""
-    return SyncResult(
-        event_id=older_id,
-        user_id=newer.user_id,
-        outcome=Outcome.SUPERSEDED,
-        detail=f"superseded_by={newer.id}",
-        source=source,
-        mode=mode,
-        latency_ms=round(latency_ms, 3),
-        processed_at=datetime.now(UTC),
-    )

@@ -33,8 +33,12 @@ def record_result(result: SyncResult, *, latency_seconds: float) -> None:
     if result.outcome in _SUCCESS:
         LAST_SUCCESS.set(time.time())
     emit = log.warning if result.outcome in _WARN else log.info
+    # Its own event and position, which a folded event's differ from the write's it rode on.
     emit(
         "sync.result",
+        event_id=result.event_id,
+        partition=result.source.partition,
+        offset=result.source.offset,
         outcome=outcome,
         reason=result.reason,
         escalation=result.escalation,

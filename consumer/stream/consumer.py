@@ -39,11 +39,12 @@ from consumer.events import (
 )
 from consumer.observability.metrics import OLDEST_UNFINISHED_AGE
 from consumer.observability.outcomes import record_result
+from consumer.results import Queued, WriteFailure, folded_results
 from consumer.stream.dispatcher import KeyedDispatcher
 from consumer.stream.kafka import LogEnd, log_ends
 from consumer.stream.offsets import OffsetTracker
 from consumer.stream.publisher import AuditPublisher, DeadLetter
-from consumer.sync import Synchronizer, superseded_result
+from consumer.sync import Applied, Synchronizer
 
 log = structlog.get_logger(__name__)
 
@@ -93,14 +94,18 @@ class WorkItem:
     event: RoleChangeEvent | None
     invalid: InvalidEvent | None
     # Older queued items of the same user folded into this one's write, oldest first. They are
-    # audited as superseded only once that write is done: until then they stay unfinished, so
-    # a handover that cancels the write hands all of them to the next owner, not just this one.
+    # audited, each with its own decision, only once that write is done: until then they stay
+    # unfinished, so a handover that cancels the write hands all of them to the next owner.
     folded: tuple[WorkItem, ...] = ()
 
     @property
-    def earlier(self) -> tuple[RoleChangeEvent, ...]:
-        """The events of the folded items, oldest first."""
-        return tuple(item.event for item in self.folded if item.event is not None)
+    def earlier(self) -> tuple[Queued, ...]:
+        """The folded items' events, oldest first, with where and when each was read."""
+        return tuple(
+            Queued(item.event, item.source, item.received_at)
+            for item in self.folded
+            if item.event is not None
+        )
 
     @property
     def source(self) -> SourcePosition:
@@ -220,7 +225,7 @@ class StreamConsumer:
         self._held: str | None = None
         # The CXone work of each running handler, by (partition, offset, epoch): a revocation
         # cancels what outlives its grace.
-        self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[SyncResult]] = {}
+        self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[Applied]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._catching_up: dict[TopicPartition, _CatchUp] = {}
         self.committed: dict[TopicPartition, int] = {}
@@ -480,12 +485,12 @@ class StreamConsumer:
                 if applied is None:
                     # Revoked half-way: the partition's next owner applies the record again.
                     return
-                result = applied
-                for older in item.folded:
-                    self._supersede(older, item)
+                result = applied.result
+                for older, folded in zip(item.folded, applied.folded, strict=True):
+                    self._publish_folded(older, folded)
             await self._publish(item, result)
 
-    async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> SyncResult | None:
+    async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> Applied | None:
         """Apply the event to CXone; None when a revocation cancelled the work.
 
         Whatever escapes the synchronizer is a bug or a fault nothing maps yet: it is retried a
@@ -496,7 +501,7 @@ class StreamConsumer:
         limits = self._limits
         attempts = 0
 
-        async def attempt(number: int) -> SyncResult | None:
+        async def attempt(number: int) -> Applied | None:
             nonlocal attempts
             attempts = number
             try:
@@ -521,7 +526,7 @@ class StreamConsumer:
             )
         except Exception as error:
             log.exception("stream.internal_error", error=type(error).__name__, attempts=attempts)
-            return internal_error_result(
+            result = internal_error_result(
                 event,
                 error,
                 source=item.source,
@@ -529,10 +534,17 @@ class StreamConsumer:
                 attempts=attempts,
                 latency_ms=(self._clock() - item.received_at) * 1000.0,
             )
+            # Nothing was judged or written for the events folded into it either.
+            assert result.detail is not None
+            failure = WriteFailure(Outcome.FAILED, result.reason, result.detail)
+            return Applied(
+                result,
+                folded_results(item.earlier, None, result, failure=failure, now=self._clock()),
+            )
 
     async def _apply_once(
         self, item: WorkItem, event: RoleChangeEvent, key: tuple[TopicPartition, int, int]
-    ) -> SyncResult | None:
+    ) -> Applied | None:
         """One attempt at the event, cancellable by a revocation without ending the worker."""
         work = asyncio.ensure_future(
             self._sync.apply(
@@ -555,20 +567,19 @@ class StreamConsumer:
         finally:
             del self._applying[key]
 
-    def _supersede(self, older: WorkItem, newer: WorkItem) -> None:
-        """Audit an event folded into a newer one's write, now that the write is done."""
-        assert older.event is not None
-        assert newer.event is not None
-        result = superseded_result(
-            older.event.id,
-            newer.event,
-            source=older.source,
-            mode=self._mode,
-            latency_ms=(self._clock() - older.received_at) * 1000.0,
-        )
+    def _publish_folded(self, older: WorkItem, result: SyncResult) -> None:
+        """Publish the result of an event folded into a newer one's write, now that it is done."""
+
+        async def publish() -> None:
+            # Its own position and id in its log lines, not the newer event's.
+            with structlog.contextvars.bound_contextvars(
+                partition=older.tp.partition, offset=older.offset, event_id=result.event_id
+            ):
+                await self._publish(older, result)
+
         # Published in the background: awaiting each acknowledgement here would hold the
         # newest event's slot, and a burst of a user's events makes many of these at once.
-        task = asyncio.create_task(self._publish(older, result))
+        task = asyncio.create_task(publish())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -122,6 +122,65 @@ def dead_letter_envelope(letter: DeadLetter, *, max_record_bytes: int) -> Envelo
     return Envelope(key, value[: max(room, 0)], headers)
 
 
+def audit_envelope(result: SyncResult, *, max_record_bytes: int) -> Envelope:
+    """The audit record of a result, cut to fit in `max_record_bytes`, saying what was cut.
+
+    `detail` is cut first (to the longest prefix that fits, then a note of how much was kept).
+    Only when the record cannot fit even without it are `roles_before` and `roles_after` cut
+    too, each to the same longest prefix that fits, and the note says so.
+    """
+    key = result.user_id.encode() if result.user_id is not None else None
+
+    def envelope(fitted: SyncResult) -> Envelope:
+        return Envelope(key, audit_event_of(fitted).model_dump_json().encode(), [])
+
+    whole = envelope(result)
+    if whole.size <= max_record_bytes:
+        return whole
+    detail = result.detail or ""
+
+    def with_detail(kept: int) -> Envelope:
+        note = f" [detail cut to fit KAFKA_MAX_RECORD_BYTES: {kept} of {len(detail)} characters]"
+        return envelope(result.model_copy(update={"detail": detail[:kept] + note}))
+
+    kept = _longest_fitting(len(detail), lambda n: with_detail(n).size <= max_record_bytes)
+    if kept is not None:
+        return with_detail(kept)
+    before, after = result.roles_before or (), result.roles_after or ()
+
+    def with_roles(count: int) -> Envelope:
+        note = (
+            "[detail and roles cut to fit KAFKA_MAX_RECORD_BYTES: detail of"
+            f" {len(detail)} characters left out, roles_before {min(count, len(before))}"
+            f" of {len(before)}, roles_after {min(count, len(after))} of {len(after)} kept]"
+        )
+        update: dict[str, object] = {"detail": note}
+        if result.roles_before is not None:
+            update["roles_before"] = before[:count]
+        if result.roles_after is not None:
+            update["roles_after"] = after[:count]
+        return envelope(result.model_copy(update=update))
+
+    longest = max(len(before), len(after))
+    count = _longest_fitting(longest, lambda n: with_roles(n).size <= max_record_bytes)
+    # Nothing else in a result grows with the input: with no roles it always fits.
+    return with_roles(count or 0)
+
+
+def _longest_fitting(most: int, fits: Callable[[int], bool]) -> int | None:
+    """The largest n in 0..most for which `fits(n)` holds (it holds below any n it holds for)."""
+    if not fits(0):
+        return None
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 class AuditPublisher:
     """Publishes one audit event per input record, and undecodable records to the DLQ."""
 
@@ -153,9 +212,7 @@ class AuditPublisher:
 
     async def publish_result(self, result: SyncResult) -> None:
         """Send the audit event and return once the broker acknowledged it (acks=all)."""
-        event = audit_event_of(result)
-        key = result.user_id.encode() if result.user_id is not None else None
-        envelope = Envelope(key, event.model_dump_json().encode(), [])
+        envelope = audit_envelope(result, max_record_bytes=self._max_record_bytes)
         await self._deliver(self._audit_topic, envelope)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:

@@ -79,7 +79,11 @@ def test_demo_tells_the_story_of_every_kind_of_change(tmp_path: Path) -> None:
     }
     examples = [json.loads(line) for line in lines if line.startswith("  {")]
     assert [example["outcome"] for example in examples] == ["synced", "rejected", "invalid"]
-    assert examples[0]["approval"] == {"ticket": "CHG-4002", "approved_by": "secops"}
+    assert examples[0]["approval"] == {
+        "ticket": "CHG-4002",
+        "approved_by": "secops",
+        "accepted": True,
+    }
     assert examples[1]["escalation"] is True
     assert "CHANGED" not in completed.stdout
     footer = lines[lines.index("Next steps:") :]

@@ -378,7 +378,8 @@ class TestOneRunningService:
         assert result.reason == "user_not_found"
         assert result.http_status == 404
         assert result.escalation is False
-        assert result.roles_before == ()
+        # Never read: nothing is known of the user's roles or `active`.
+        assert (result.roles_before, result.active_before, result.roles_after) == (None, None, None)
         assert methods(user_requests(live.simulator, "u-ghost")) == [("GET", 404)]
 
     async def test_deactivation_sets_inactive_and_removes_roles(self, live: LiveService) -> None:

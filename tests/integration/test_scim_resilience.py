@@ -520,11 +520,13 @@ async def test_permanent_refusal_fails_the_event_with_the_scim_detail_and_no_ret
 
     async with SimulatorServer(simulator) as server, scim_stack(server) as stack:
         synchronizer = Synchronizer(load_policy(EXAMPLE_POLICY), stack.client)
-        result = await synchronizer.apply(
-            role_change("u-1", "agent_voice"),
-            source=SourcePosition(topic="t", partition=0, offset=7),
-            received_at=time.monotonic(),
-        )
+        result = (
+            await synchronizer.apply(
+                role_change("u-1", "agent_voice"),
+                source=SourcePosition(topic="t", partition=0, offset=7),
+                received_at=time.monotonic(),
+            )
+        ).result
 
     assert result.outcome is Outcome.FAILED
     assert result.reason == "scim_rejected"
@@ -545,11 +547,13 @@ async def test_unknown_user_fails_the_event_as_user_not_found_without_retry(
 
     async with scim_stack(simulator_server) as stack:
         synchronizer = Synchronizer(load_policy(EXAMPLE_POLICY), stack.client)
-        result = await synchronizer.apply(
-            role_change("ghost-7", "agent_voice"),
-            source=SourcePosition(topic="t", partition=0, offset=8),
-            received_at=time.monotonic(),
-        )
+        result = (
+            await synchronizer.apply(
+                role_change("ghost-7", "agent_voice"),
+                source=SourcePosition(topic="t", partition=0, offset=8),
+                received_at=time.monotonic(),
+            )
+        ).result
 
     assert result.outcome is Outcome.FAILED
     assert result.reason == "user_not_found"

@@ -44,11 +44,12 @@ __all__ = ["retries"]  # the fixture, imported so pytest finds it here
 async def apply(stack: ScimStack, user_id: str, *roles: str) -> SyncResult:
     """Apply one role change for `user_id` through the real synchronizer."""
     synchronizer = Synchronizer(load_policy(EXAMPLE_POLICY), stack.client)
-    return await synchronizer.apply(
+    applied = await synchronizer.apply(
         role_change(user_id, *roles),
         source=SourcePosition(topic="t", partition=0, offset=1),
         received_at=time.monotonic(),
     )
+    return applied.result
 
 
 async def test_403_on_the_put_fails_the_user_as_forbidden_with_the_detail_unretried(

@@ -187,7 +187,9 @@ async def test_audit_filters_and_renders_results(topics: Topics) -> None:
                     Outcome.REJECTED,
                     3,
                     reason="sod_conflict",
-                    approval=ApprovalReference(ticket="CHG-9", approved_by="secops"),
+                    approval=ApprovalReference(
+                        ticket="CHG-9", approved_by="secops", accepted=False
+                    ),
                 ),
             ),
         ],
@@ -201,8 +203,8 @@ async def test_audit_filters_and_renders_results(topics: Topics) -> None:
     [line] = out.splitlines()
     assert "u-1 " in line
     assert (
-        "rejected    sod_conflict  roles agent_basic -> agent_voice  approved CHG-9 by secops"
-        in line
+        "rejected    sod_conflict  roles agent_basic -> agent_voice"
+        "  approval CHG-9 by secops NOT ACCEPTED" in line
     )
     assert "\x1b[" not in line  # not a terminal: no colour
 

@@ -8,6 +8,8 @@ from consumer.audit_reader import AuditFilter, render_line
 from consumer.events import (
     ApprovalReference,
     AuditEvent,
+    EventType,
+    Mode,
     Outcome,
     SourcePosition,
     SyncResult,
@@ -44,7 +46,7 @@ def test_line_shows_who_approved_a_grant() -> None:
     line = render_line(
         audit(
             roles_after=("agent_voice", "admin_support"),
-            approval=ApprovalReference(ticket="CHG-42", approved_by="secops"),
+            approval=ApprovalReference(ticket="CHG-42", approved_by="secops", accepted=True),
         )
     )
     assert "roles agent_basic -> agent_voice,admin_support  approved CHG-42 by secops" in line
@@ -95,3 +97,113 @@ def test_filter_by_user_outcome_and_time() -> None:
     assert not AuditFilter(user_id="u-1002").matches(event)
     assert not AuditFilter(outcome=Outcome.SYNCED).matches(event)
     assert not AuditFilter(since=datetime(2026, 12, 1, 12, 31, tzinfo=UTC)).matches(event)
+
+
+def test_a_refused_approval_never_reads_as_approved() -> None:
+    """An approval the policy did not accept is named as such, never as 'approved'."""
+    line = render_line(
+        audit(
+            outcome=Outcome.REJECTED,
+            reason="approval_invalid",
+            escalation=True,
+            roles_after=("agent_basic",),
+            approval=ApprovalReference(ticket="CHG-1", approved_by="secops", accepted=False),
+        )
+    )
+    assert "approval CHG-1 by secops NOT ACCEPTED" in line
+    assert "approved" not in line
+
+
+def test_an_approval_never_judged_says_so() -> None:
+    """A result whose user could not be read shows its approval as not judged."""
+    line = render_line(
+        audit(
+            outcome=Outcome.FAILED,
+            reason="user_not_found",
+            roles_before=None,
+            roles_after=None,
+            approval=ApprovalReference(ticket="CHG-1", approved_by="secops", accepted=None),
+        )
+    )
+    assert "approval CHG-1 by secops (not judged)" in line
+    assert "approved" not in line
+
+
+def test_a_deactivation_says_so_and_differs_from_removing_every_role() -> None:
+    """Deactivated: the line says so; a roles change to none leaves the user active and says not."""
+    off = render_line(
+        audit(
+            event_type=EventType.DEACTIVATED,
+            roles_after=(),
+            active_before=True,
+            active_after=False,
+        )
+    )
+    emptied = render_line(
+        audit(
+            event_type=EventType.ROLES_CHANGED,
+            roles_after=(),
+            active_before=True,
+            active_after=True,
+        )
+    )
+    assert "synced      deactivated  roles agent_basic -> (none)" in off
+    assert "deactivat" not in emptied
+    assert "synced      roles agent_basic -> (none)" in emptied
+
+
+def test_a_reactivation_says_so() -> None:
+    """A user turned active again reads 'reactivated', not 'agent_voice -> agent_voice' alone."""
+    line = render_line(
+        audit(
+            event_type=EventType.REACTIVATED,
+            roles_before=("agent_voice",),
+            roles_after=("agent_voice",),
+            active_before=False,
+            active_after=True,
+        )
+    )
+    assert "synced      reactivated  roles agent_voice -> agent_voice" in line
+
+
+def test_a_refused_reactivation_that_leaves_the_user_inactive_says_so() -> None:
+    """The user stays inactive: the line says it was not reactivated."""
+    line = render_line(
+        audit(
+            outcome=Outcome.REJECTED,
+            reason="too_many_roles",
+            event_type=EventType.REACTIVATED,
+            roles_after=("agent_basic",),
+            active_before=False,
+            active_after=False,
+        )
+    )
+    assert "too_many_roles  not reactivated: stays inactive  roles" in line
+
+
+def test_a_replay_result_is_marked() -> None:
+    """A result of a replay carries [replay] after its outcome; a live one does not."""
+    assert "synced      [replay]  roles" in render_line(audit(mode=Mode.REPLAY))
+    assert "[replay]" not in render_line(audit())
+
+
+def test_an_unknown_user_prints_no_roles() -> None:
+    """user_not_found: nothing was read or written, so no 'roles ... -> ?' part."""
+    line = render_line(
+        audit(
+            outcome=Outcome.FAILED,
+            reason="user_not_found",
+            roles_before=None,
+            roles_after=None,
+            detail="User 'u-1001' not found",
+        )
+    )
+    assert "roles" not in line
+    assert "?" not in line
+    assert line.startswith("2026-12-01T12:30:05Z  u-1001        failed      user_not_found  (User")
+
+
+def test_a_failed_write_of_a_read_user_shows_nothing_written() -> None:
+    """Read, then refused by CXone: the roles before, and that nothing was written."""
+    line = render_line(audit(outcome=Outcome.FAILED, reason="forbidden", roles_after=None))
+    assert "roles agent_basic -> (not written)" in line

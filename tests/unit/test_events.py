@@ -328,6 +328,7 @@ def test_audit_event_envelope() -> None:
     assert document["data"]["source"] == {"topic": "idp.role-changes", "partition": 3, "offset": 41}
     assert set(document["data"]) == {
         "event_id",
+        "event_type",
         "user_id",
         "outcome",
         "reason",
@@ -335,6 +336,8 @@ def test_audit_event_envelope() -> None:
         "escalation",
         "roles_before",
         "roles_after",
+        "active_before",
+        "active_after",
         "attempts",
         "http_status",
         "latency_ms",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,9 +10,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.catalog import Policy
-from consumer.events import Approval, EventType, RoleAssignment, RoleChangeData, RoleChangeEvent
+from consumer.events import (
+    Approval,
+    EventType,
+    Outcome,
+    RoleAssignment,
+    RoleChangeData,
+    RoleChangeEvent,
+    SourcePosition,
+    SyncResult,
+)
 from consumer.fold import UserState, fold
+from consumer.results import Queued
 from consumer.scim import mapping
+from consumer.sync import Synchronizer
+from tests.unit.cxone_in_memory import InMemoryCxone
 from tests.unit.test_policy import APPROVAL, POLICY, policies, role_ids, role_lists
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
@@ -128,3 +141,86 @@ def test_folding_then_writing_equals_writing_one_at_a_time(
     for item in events:
         one_by_one = write(policy, [item], one_by_one)
     assert owned(write(policy, events, start)) == owned(one_by_one)
+
+
+def synchronizer(policy: Policy, cxone: InMemoryCxone) -> Synchronizer:
+    """The real synchronizer over one user held in memory, judging at NOW."""
+    return Synchronizer(policy, cxone, wall_clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+def position(number: int) -> SourcePosition:
+    """Where event `number` was read."""
+    return SourcePosition(topic="idp.role-changes", partition=0, offset=number)
+
+
+async def one_at_a_time(
+    policy: Policy, events: list[RoleChangeEvent], start: dict[str, Any]
+) -> tuple[list[SyncResult], dict[str, Any]]:
+    """Each event applied in its own write: the results, and what CXone holds after."""
+    cxone = InMemoryCxone(start)
+    sync = synchronizer(policy, cxone)
+    results = []
+    for number, item in enumerate(events):
+        applied = await sync.apply(item, source=position(number), received_at=0.0)
+        results.append(applied.result)
+    return results, cxone.document
+
+
+async def folded_into_one(
+    policy: Policy, events: list[RoleChangeEvent], start: dict[str, Any]
+) -> tuple[list[SyncResult], dict[str, Any]]:
+    """Every event folded into the newest one's write: the results, oldest first, and CXone."""
+    cxone = InMemoryCxone(start)
+    *older, newest = events
+    earlier = [Queued(item, position(number), 0.0) for number, item in enumerate(older)]
+    applied = await synchronizer(policy, cxone).apply(
+        newest, source=position(len(older)), received_at=0.0, earlier=earlier
+    )
+    return [*applied.folded, applied.result], cxone.document
+
+
+def verdict(result: SyncResult) -> tuple[object, ...]:
+    """What an audit says about the event's own decision: refused or not, why, its approval."""
+    refused = result.outcome is Outcome.REJECTED
+    return (
+        result.event_id,
+        result.event_type,
+        result.source.offset,
+        refused,
+        result.reason if refused else None,
+        result.escalation,
+        result.approval,
+    )
+
+
+@given(
+    policies(),
+    sequences(),
+    st.lists(role_ids, unique=True, max_size=4).map(tuple),
+    st.booleans(),
+)
+def test_folding_then_writing_audits_every_event_as_writing_one_at_a_time(
+    policy: Policy,
+    events: list[RoleChangeEvent],
+    held: tuple[str, ...],
+    active: bool,
+) -> None:
+    """Same escalations, same approvals, same counts: a fold keeps each event's own decision."""
+    start = user(held, active=active)
+    serial, serial_after = asyncio.run(one_at_a_time(policy, events, start))
+    folded, folded_after = asyncio.run(folded_into_one(policy, events, start))
+    assert owned(folded_after) == owned(serial_after)
+    assert len(folded) == len(serial) == len(events)
+    assert [verdict(result) for result in folded] == [verdict(result) for result in serial]
+    escalations = [r.reason for r in serial if r.outcome is Outcome.REJECTED and r.escalation]
+    assert [r.reason for r in folded if r.outcome is Outcome.REJECTED and r.escalation] == (
+        escalations
+    )
+    # An allowed event overtaken by the write is superseded; serially it was written itself.
+    for alone, together in zip(serial[:-1], folded[:-1], strict=True):
+        if alone.outcome is not Outcome.REJECTED:
+            assert alone.outcome in {Outcome.SYNCED, Outcome.UNCHANGED}
+            assert (together.outcome, together.detail) == (
+                Outcome.SUPERSEDED,
+                f"superseded_by={events[-1].id}",
+            )

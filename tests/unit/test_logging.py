@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from structlog.contextvars import bound_contextvars, merge_contextvars
 from structlog.testing import capture_logs
 
-from consumer.events import Outcome
+from consumer.events import Outcome, SourcePosition
 from consumer.observability.logging import (
     NOISY_LOGGERS,
     REDACTED,
@@ -169,9 +169,10 @@ def test_json_lines_carry_event_context_and_timestamp() -> None:
     """In JSON format every line is one object with level, timestamp and the bound context."""
     stream = _configure("INFO", "json")
     with bound_contextvars(**CONTEXT):
-        record_result(
-            result(Outcome.SYNCED).model_copy(update={"attempts": 1}), latency_seconds=0.0125
-        )
+        # The line names the result's own event and position (equal to the bound ones here).
+        position = SourcePosition(topic="idp.role-changes", partition=2, offset=41)
+        own = {"attempts": 1, "event_id": "evt-7f3a", "source": position}
+        record_result(result(Outcome.SYNCED).model_copy(update=own), latency_seconds=0.0125)
     [line] = _lines(stream)
     assert {key: line[key] for key in CONTEXT} == CONTEXT
     assert line["event"] == "sync.result"

@@ -24,8 +24,10 @@ from structlog.testing import capture_logs
 
 from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
 from consumer.observability.metrics import REGISTRY
+from consumer.results import Queued, WriteFailure, folded_results
 from consumer.stream.consumer import FlowLimits, StreamConsumer, read_record
 from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
+from consumer.sync import Applied
 from tests.integration.harness import wait_until
 
 TOPIC = "input"
@@ -140,8 +142,8 @@ class ScriptedSynchronizer:
         source: SourcePosition,
         received_at: float,
         mode: Mode = Mode.LIVE,
-        earlier: Sequence[RoleChangeEvent] = (),
-    ) -> SyncResult:
+        earlier: Sequence[Queued] = (),
+    ) -> Applied:
         where = (source.partition, source.offset)
         self._calls[where] += 1
         behaviour = self._script[where]
@@ -154,7 +156,7 @@ class ScriptedSynchronizer:
             for _ in range(3):
                 await asyncio.sleep(0)
         failed = behaviour == "failed"
-        return SyncResult(
+        result = SyncResult(
             event_id=event.id,
             user_id=event.user_id,
             outcome=Outcome.FAILED if failed else Outcome.SYNCED,
@@ -163,6 +165,8 @@ class ScriptedSynchronizer:
             mode=mode,
             processed_at=datetime.now(UTC),
         )
+        failure = WriteFailure(Outcome.FAILED, "user_not_found", "no such user") if failed else None
+        return Applied(result, folded_results(earlier, None, result, failure=failure, now=0.0))
 
 
 async def drive(
@@ -232,7 +236,9 @@ def test_every_partition_commits_its_end_whatever_the_handlers_do(
     assert audited == sorted(script)
     for result in publisher.results:
         behaviour = script[(result.source.partition, result.source.offset)]
-        if behaviour == "crash" and result.outcome is not Outcome.SUPERSEDED:
+        # A record folded into a newer one's write is audited with that write's outcome.
+        folded = (result.detail or "").startswith(("folded into", "superseded_by"))
+        if behaviour == "crash" and not folded:
             assert (result.outcome, result.reason) == (Outcome.FAILED, "internal_error")
             assert result.detail == "builtins.ZeroDivisionError"
             assert result.attempts == FAST.internal_error_attempts
@@ -305,7 +311,7 @@ async def test_a_stuck_head_pauses_its_partition_at_the_window_and_drains_once_i
     limits = FlowLimits(commit_interval=0.0, max_uncommitted=50, fetch_batch=10, stuck_after=0.0)
 
     class StuckFirst(ScriptedSynchronizer):
-        async def apply(self, event: RoleChangeEvent, **kwargs: Any) -> SyncResult:
+        async def apply(self, event: RoleChangeEvent, **kwargs: Any) -> Applied:
             if event.user_id == "u-stuck":
                 await release.wait()
             return await super().apply(event, **kwargs)
@@ -388,3 +394,22 @@ def test_a_record_without_its_user_as_key_is_a_key_mismatch(key: bytes | None, w
     assert (item.invalid.reason, item.invalid.event_id) == ("key_mismatch", "evt-7")
     assert item.invalid.detail == f"{why}; the key must be the user id"
     assert item.dispatch_key == "invalid/0/7"
+
+
+async def test_a_folded_records_log_line_names_its_own_event_and_offset() -> None:
+    """A record folded into a newer one's write logs its sync.result with its own id and offset."""
+    records = [consumer_record(0, offset, "u-1", event_bytes("u-1", offset)) for offset in range(3)]
+    with capture_logs() as logs:
+        _, publisher, _ = await drive(
+            {0: records}, {(0, offset): "slow" for offset in range(3)}, limits=FAST
+        )
+    lines = [entry for entry in logs if entry["event"] == "sync.result"]
+    assert sorted((line["offset"], line["event_id"]) for line in lines) == [
+        (0, "evt-0"),
+        (1, "evt-1"),
+        (2, "evt-2"),
+    ]
+    by_offset = {line["offset"]: line["outcome"] for line in lines}
+    assert by_offset[2] == "synced"
+    assert "superseded" in by_offset.values()
+    assert sorted(r.source.offset for r in publisher.results) == [0, 1, 2]
