@@ -235,25 +235,6 @@ def _checked_policy(policy_file: Path | None) -> tuple[Path, Policy]:
         raise fail(str(error)) from None
 
 
-def _checked_tansu(tansu_bin: str | None) -> str:
-    """The Tansu binary to run, found before anything starts."""
-    from consumer.sandbox.broker import EmbeddedBrokerError, resolve_tansu_binary
-
-    try:
-        return resolve_tansu_binary(tansu_bin)
-    except EmbeddedBrokerError as error:
-        raise fail(f"{error} (--tansu-bin or TANSU_BIN)") from None
-
-
-def _broker_failure(error: Exception) -> typer.Exit:
-    """The embedded broker would not start: its first line, and its own last line of output."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    said = lines[0].rstrip(":") if lines else type(error).__name__
-    if len(lines) > 1:
-        said += f" ({lines[-1][:200]})"
-    return fail(f"{said}; is --tansu-bin (or TANSU_BIN) a Tansu broker?")
-
-
 @app.command()
 def demo(
     policy_file: PolicyOption = None,
@@ -261,15 +242,17 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the service's logs.")] = False,
 ) -> None:
     """Run the service on an embedded broker and a CXone simulator, feed samples, summarise."""
-    from consumer.demo import DemoStalled, run_demo, story_gaps
+    from consumer.demo import DemoStalled, broker_binary, run_demo, story_gaps
     from consumer.observability.logging import configure_logging
-    from consumer.sandbox.broker import EmbeddedBrokerError
 
     path, policy = _checked_policy(policy_file)
     gaps = story_gaps(policy, path)
-    if gaps is not None:
-        raise fail(gaps)
-    binary = _checked_tansu(tansu_bin)
+    try:
+        if gaps is not None:
+            raise ConfigurationError(gaps)
+        binary = broker_binary(tansu_bin)
+    except ConfigurationError as error:
+        raise fail(str(error)) from None
     # Without --verbose the story is the output, and the demo says in one line why it stops:
     # the service's own log lines (a refused escalation is a warning) would interleave with it.
     configure_logging("INFO" if verbose else "CRITICAL", "console")
@@ -277,8 +260,6 @@ def demo(
         asyncio.run(run_demo(policy_file=path, tansu_bin=binary, echo=typer.echo))
     except ConfigurationError as error:
         raise fail(str(error)) from None
-    except EmbeddedBrokerError as error:
-        raise _broker_failure(error) from None
     except DemoStalled as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
@@ -287,13 +268,15 @@ def demo(
 @app.command()
 def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> None:
     """Start the embedded broker and CXone simulator; print the environment for `run`."""
+    from consumer.demo import broker_binary, sandbox_guide
     from consumer.demo import sandbox as start_sandbox
-    from consumer.demo import sandbox_guide
     from consumer.observability.logging import configure_logging
-    from consumer.sandbox.broker import EmbeddedBrokerError
 
     path, _ = _checked_policy(policy_file)
-    binary = _checked_tansu(tansu_bin)
+    try:
+        binary = broker_binary(tansu_bin)
+    except ConfigurationError as error:
+        raise fail(str(error)) from None
     configure_logging("WARNING", "console")
 
     async def serve(stop: asyncio.Event) -> None:
@@ -307,8 +290,6 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
         run_until_signalled(serve)
     except ConfigurationError as error:
         raise fail(str(error)) from None
-    except EmbeddedBrokerError as error:
-        raise _broker_failure(error) from None
 
 
 @app.command()

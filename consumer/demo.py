@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,7 @@ from consumer.errors import ConfigurationError
 from consumer.events import AuditEvent
 from consumer.observability.http import HealthState
 from consumer.sandbox.admin import ROUTES
-from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
+from consumer.sandbox.broker import EmbeddedBroker, EmbeddedBrokerError, resolve_tansu_binary
 from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.samples import (
     UNKNOWN_ON_PURPOSE,
@@ -75,6 +75,27 @@ class Sandbox:
         }
 
 
+def broker_binary(tansu_bin: str | None) -> str:
+    """The Tansu binary to run, or ConfigurationError in one line naming where it came from."""
+    try:
+        return resolve_tansu_binary(tansu_bin)
+    except EmbeddedBrokerError as error:
+        raise ConfigurationError(f"{error} (--tansu-bin or TANSU_BIN)") from None
+
+
+class BrokerWouldNotStart(ConfigurationError):
+    """The embedded broker did not start: one line, with its own last line of output."""
+
+    @classmethod
+    def of(cls, error: EmbeddedBrokerError) -> BrokerWouldNotStart:
+        """The one line for the broker's multi-line failure."""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = lines[0].rstrip(":") if lines else type(error).__name__
+        if len(lines) > 1:
+            said += f" ({lines[-1][:200]})"
+        return cls(f"{said}; is --tansu-bin (or TANSU_BIN) a Tansu broker?")
+
+
 @asynccontextmanager
 async def sandbox(tansu_bin: str | None, *, users: int = 40) -> AsyncIterator[Sandbox]:
     """Start the broker and the simulator, seed agents and create the topics."""
@@ -82,10 +103,13 @@ async def sandbox(tansu_bin: str | None, *, users: int = 40) -> AsyncIterator[Sa
     seed_users(simulator, users)
     # A little latency, as a real tenant has, so concurrency and coalescing show.
     simulator.set_latency(0.01, jitter_seconds=0.02)
-    async with (
-        EmbeddedBroker(resolve_tansu_binary(tansu_bin)) as broker,
-        SimulatorServer(simulator) as server,
-    ):
+    binary = broker_binary(tansu_bin)
+    async with AsyncExitStack() as stack:
+        try:
+            broker = await stack.enter_async_context(EmbeddedBroker(binary))
+        except EmbeddedBrokerError as error:
+            raise BrokerWouldNotStart.of(error) from None
+        server = await stack.enter_async_context(SimulatorServer(simulator))
         await broker.create_topics([INPUT_TOPIC, AUDIT_TOPIC, DLQ_TOPIC], partitions=PARTITIONS)
         yield Sandbox(broker, server, tuple(user_id(n) for n in range(1, users + 1)))
 
