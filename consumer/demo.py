@@ -148,7 +148,8 @@ def sandbox_guide(box: Sandbox, policy_file: Path) -> list[str]:
     lines += [f"#   {ids:<16} {roles}" for ids, roles in _seeded_users(box)]
     admin = f"{box.server.base_url}/_sim/"
     lines += ["", f"# simulator admin API: {admin} (GET it for this list)"]
-    lines += [f"#   {method:<6} /_sim/{path:<11} {does}" for method, path, does in ROUTES]
+    width = max(len(path) for _, path, _ in ROUTES)
+    lines += [f"#   {method:<6} /_sim/{path:<{width}} {does}" for method, path, does in ROUTES]
     lines += [
         "",
         "# Paste the exports above into two shells. In the first, run the consumer:",
