@@ -76,9 +76,15 @@ class Emitter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Only the writer emits: cleared the moment this instance loses the state topic.
+        self.active = False
 
     def load(self, records: dict[str, dict[str, Any]]) -> None:
         """Take the emitted states read back from the state topic, and mark every user."""
+        self.emitted.clear()
+        self.unresolved.clear()
+        self._misses.clear()
+        self._marked.clear()
         for key, document in records.items():
             if key.startswith(EMITTED_PREFIX):
                 try:
@@ -114,12 +120,17 @@ class Emitter:
 
     async def pass_once(self) -> bool:
         """Look at every marked user once; False when the broker refused a write (kept marked)."""
+        if not self.active:
+            self._idle.set()
+            return True
         chosen = sorted(self._marked)
         self._marked.clear()
         view = view_of(self._storage.resources())
         INGRESS_STATE.labels(kind="users").set(len(view.users))
         INGRESS_STATE.labels(kind="groups").set(len(view.groups))
         for index, user_id in enumerate(chosen):
+            if not self.active:
+                return True
             try:
                 await self._consider(view, user_id)
             except KafkaError as error:

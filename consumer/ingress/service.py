@@ -29,6 +29,7 @@ from consumer.ingress.resources import ingress_provider
 from consumer.ingress.settings import IngressSettings, UserIdRule
 from consumer.ingress.state_topic import StateTopic
 from consumer.ingress.store import PersistedStorage
+from consumer.ingress.writer_lease import WriterLease
 from consumer.observability.http import HealthServer, HealthState
 from consumer.quiet_server import QuietServer
 from consumer.service import Tuning, open_cxone
@@ -76,6 +77,7 @@ class Ingress:
         self.storage: PersistedStorage | None = None
         self.port: int | None = None
         self.health_server: HealthServer | None = None
+        self._journal: StateTopic | None = None
 
     @property
     def url(self) -> str:
@@ -119,15 +121,6 @@ class Ingress:
             on_change=lambda users: emitter_box[0].mark(users),
             max_record_bytes=settings.kafka_max_record_bytes,
         )
-        try:
-            records = await journal.read_all()
-        except KafkaError as error:
-            raise ConfigurationError(
-                f"start-up error: INGRESS_STATE_TOPIC: cannot read {journal.topic}: "
-                f"{type(error).__name__}"
-            ) from None
-        storage.load(records)
-
         scim = None
         if settings.ingress_user_id is UserIdRule.USER_NAME:
             cxone = await open_cxone(
@@ -147,8 +140,7 @@ class Ingress:
             retry_seconds=settings.ingress_retry_seconds,
         )
         emitter_box.append(emitter)
-        emitter.load(records)
-        self.emitter, self.storage = emitter, storage
+        self.emitter, self.storage, self._journal = emitter, storage, journal
         self._tasks.append(asyncio.create_task(emitter.run(self._stop), name="ingress-emitter"))
 
         per_minute = settings.ingress_rate_limit_per_minute
@@ -161,16 +153,61 @@ class Ingress:
             serving=lambda: self.health.joined,
         )
         await self._serve(app)
-        self.health.joined = True
+        service = self.tuning.service
+        lease = WriterLease(
+            connection=connection,
+            topic=settings.ingress_state_topic,
+            group_id=f"{settings.kafka_group_id}.ingress",
+            on_won=self._become_writer,
+            on_lost=self._stop_writing,
+            session_timeout_ms=service.session_timeout_ms,
+            heartbeat_interval_ms=service.heartbeat_interval_ms,
+        )
+        await lease.start()
+        self._stack.push_async_callback(lease.stop)
         log.info(
             "ingress.started",
             version=__version__,
             url=self.url,
-            users=sum(1 for k in records if k.startswith("User/")),
-            groups=sum(1 for k in records if k.startswith("Group/")),
             user_id_rule=settings.ingress_user_id.value,
             source=settings.ingress_source,
         )
+
+    async def _become_writer(self) -> None:
+        """This instance owns the state topic: rebuild from it, then serve and emit."""
+        assert self._journal is not None
+        assert self.storage is not None
+        assert self.emitter is not None
+        try:
+            records = await self._journal.read_all()
+        except KafkaError as error:
+            log.error("ingress.rebuild_failed", error=type(error).__name__)
+            raise
+        self.storage.load(records)
+        self.emitter.load(records)
+        self.emitter.active = True
+        self.health.joined = True
+        log.info(
+            "ingress.serving",
+            users=sum(1 for k in records if k.startswith("User/")),
+            groups=sum(1 for k in records if k.startswith("Group/")),
+        )
+
+    def _stop_writing(self) -> None:
+        """Another instance owns the state topic now: stop serving and emitting at once."""
+        self.health.joined = False
+        if self.emitter is not None:
+            self.emitter.active = False
+
+    async def serving_within(self, seconds: float) -> bool:
+        """Wait (bounded) until this instance serves; False when it is still on standby."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.health.joined:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _producer(self) -> AIOKafkaProducer:
         producer = build_producer(

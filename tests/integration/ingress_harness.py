@@ -53,6 +53,8 @@ async def running_ingress(pipeline: Pipeline, **overrides: object) -> AsyncItera
     )
     await ingress.start()
     try:
+        # One consumer-group join: the instance owns the state topic and serves.
+        assert await ingress.serving_within(30.0), "the ingress did not become the writer"
         yield ingress
     finally:
         await ingress.stop()

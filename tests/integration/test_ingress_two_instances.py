@@ -1,0 +1,73 @@
+"""Two ingress instances on one state topic: one writer serves, the other waits and takes over."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.ingress.service import Ingress, IngressTuning
+from consumer.sandbox.server import SimulatorServer
+from tests.conftest import Topics
+from tests.integration.harness import fast_tuning
+from tests.integration.ingress_harness import (
+    GROUP_SCHEMA,
+    USER_SCHEMA,
+    event_log,
+    idp_client,
+    ingress_pipeline,
+    ingress_settings,
+)
+
+pytestmark = pytest.mark.timeout(150)
+
+
+async def test_one_instance_serves_and_the_other_takes_over_with_its_state(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """The standby answers 503 until the writer stops, then serves what the writer stored."""
+    simulator_server.simulator.seed_user("u-1001", "jdoe@example.com")
+    pipeline = await ingress_pipeline(topics, simulator_server)
+    tuning = IngressTuning(metrics_host="127.0.0.1", service=fast_tuning())
+    instances = [Ingress(ingress_settings(pipeline), tuning) for _ in range(2)]
+    try:
+        async with event_log(pipeline) as log:
+            for instance in instances:
+                await instance.start()
+            serving = [await instance.serving_within(30.0) for instance in instances]
+            # Both joined: exactly one holds the state topic.
+            assert sorted(serving) == [False, True]
+            writer, standby = instances if serving[0] else instances[::-1]
+            async with idp_client(standby) as idp:
+                refused = await idp.post(
+                    "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
+                )
+                assert refused.status_code == 503
+                assert refused.json()["status"] == "503"
+                assert (await idp.get("/ServiceProviderConfig")).status_code == 200
+            async with idp_client(writer) as idp:
+                user = await idp.post(
+                    "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
+                )
+                await idp.post(
+                    "/Groups",
+                    json={
+                        "schemas": [GROUP_SCHEMA],
+                        "displayName": "CC Agents",
+                        "members": [{"value": user.json()["id"]}],
+                    },
+                )
+            await log.settle(writer, 1)
+            await writer.stop()
+            assert await standby.serving_within(30.0)
+            async with idp_client(standby) as idp:
+                found = await idp.get(f"/Users/{user.json()['id']}")
+                assert found.json()["userName"] == "jdoe@example.com"
+                groups = await idp.get("/Groups", params={"filter": 'displayName eq "CC Agents"'})
+                assert groups.json()["totalResults"] == 1
+            assert standby.emitter is not None
+            await standby.emitter.settled()
+            await log._reader.poll()
+            # The new writer emitted nothing again: the first one's emitted state was on the topic.
+            assert log.summary() == [("roles.changed", "u-1001", ("agent_basic",), None)]
+    finally:
+        for instance in instances:
+            await instance.stop()
