@@ -235,32 +235,51 @@ class StreamConsumer:
         return _RebalanceListener(self)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and dispatch until `stop` is set, then finish in-flight work and commit."""
-        last_commit = self._clock()
+        """Fetch and dispatch until `stop` is set, then finish in-flight work and commit.
+
+        The stop ends the fetch loop at once, wherever it waits: aiokafka's getmany and commit
+        wait, past any timeout, for a rebalance in progress to end, and a member told to stop
+        must not wait for the group (its shutdown grace starts with the signal). Records fetched
+        but not dispatched stay uncommitted, read again by the partition's next owner.
+        """
+        fetching = asyncio.ensure_future(self._fetch_until(stop))
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            while not stop.is_set():
-                await self._take_catch_up_ends()
-                self._apply_pauses()
-                batch = await self._kafka.getmany(timeout_ms=200, max_records=self._fetch_size())
-                now = self._clock()
-                for records in batch.values():
-                    for record in records:
-                        self._accept(record, now)
-                await self._end_catch_ups()
-                if batch:
-                    log.debug(
-                        "stream.fetched",
-                        records=sum(len(records) for records in batch.values()),
-                        pending=self._tracker.total_pending(),
-                        busiest=max(self._tracker.pending(tp) for tp in batch),
-                        paused=len(self._paused),
-                    )
-                if now - last_commit >= self._limits.commit_interval:
-                    await self._commit()
-                    self._report_oldest(now)
-                    last_commit = now
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not fetching.done():
+                fetching.cancel()
+                await asyncio.wait({fetching})
+            if not fetching.cancelled():
+                fetching.result()  # what the loop raised, raised here
         finally:
+            for task in (fetching, stopping):
+                task.cancel()
             await self._shutdown()
+
+    async def _fetch_until(self, stop: asyncio.Event) -> None:
+        """Fetch, dispatch and commit periodically until `stop` is set."""
+        last_commit = self._clock()
+        while not stop.is_set():
+            await self._take_catch_up_ends()
+            self._apply_pauses()
+            batch = await self._kafka.getmany(timeout_ms=200, max_records=self._fetch_size())
+            now = self._clock()
+            for records in batch.values():
+                for record in records:
+                    self._accept(record, now)
+            await self._end_catch_ups()
+            if batch:
+                log.debug(
+                    "stream.fetched",
+                    records=sum(len(records) for records in batch.values()),
+                    pending=self._tracker.total_pending(),
+                    busiest=max(self._tracker.pending(tp) for tp in batch),
+                    paused=len(self._paused),
+                )
+            if now - last_commit >= self._limits.commit_interval:
+                await self._commit()
+                self._report_oldest(now)
+                last_commit = now
 
     def _fetch_size(self) -> int:
         """Fetch no more than the total limit has room for, or the leading read-ahead's window.
@@ -644,6 +663,8 @@ class StreamConsumer:
         """
         if not revoked:
             return
+        # The revocation may wait up to its grace for work in flight: say when it starts.
+        log.info("stream.revoking", partitions=len(revoked), grace=self._limits.revoke_grace)
         dropped = self._dispatcher.discard(lambda item: item.tp in revoked)
         for tp in revoked:
             if (catch_up := self._catching_up.pop(tp, None)) is not None:

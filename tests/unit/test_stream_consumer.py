@@ -413,3 +413,50 @@ async def test_a_folded_records_log_line_names_its_own_event_and_offset() -> Non
     assert by_offset[2] == "synced"
     assert "superseded" in by_offset.values()
     assert sorted(r.source.offset for r in publisher.results) == [0, 1, 2]
+
+
+async def test_a_stop_during_a_rebalance_does_not_wait_for_the_group() -> None:
+    """A fetch held by a rebalance (aiokafka's getmany waits for the new assignment) does not
+    hold the stop: the member stops and commits what it finished."""
+    published = asyncio.Event()
+    waiting_for_assignment = asyncio.Event()
+
+    class Rebalancing(InMemoryKafka):
+        """After its first batch, every fetch waits for an assignment that never comes."""
+
+        fetched = False
+
+        async def getmany(
+            self, *, timeout_ms: int, max_records: int
+        ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+            if self.fetched:
+                waiting_for_assignment.set()
+                await asyncio.Event().wait()
+            self.fetched = True
+            return await super().getmany(timeout_ms=timeout_ms, max_records=max_records)
+
+    class Announcing(InMemoryPublisher):
+        async def publish_result(self, result: SyncResult) -> None:
+            await super().publish_result(result)
+            published.set()
+
+    kafka = Rebalancing({0: [consumer_record(0, 0, "u-1", event_bytes("u-1", 0))]})
+    publisher = Announcing()
+    stream = StreamConsumer(
+        kafka,  # type: ignore[arg-type]
+        ScriptedSynchronizer({(0, 0): "synced"}, 0),  # type: ignore[arg-type]
+        publisher,  # type: ignore[arg-type]
+        max_concurrency=1,
+        # No periodic commit: only the final one can commit the finished record.
+        limits=FlowLimits(commit_interval=3600.0),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(stream.run(stop))
+    async with asyncio.timeout(DEADLINE):
+        await published.wait()
+        await waiting_for_assignment.wait()
+    stop.set()
+    async with asyncio.timeout(DEADLINE):
+        await task
+    assert [result.outcome for result in publisher.results] == [Outcome.SYNCED]
+    assert kafka.commits == {TopicPartition(TOPIC, 0): 1}
