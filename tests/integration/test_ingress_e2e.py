@@ -1,4 +1,4 @@
-"""End to end: IdP SCIM requests -> ingress -> broker -> `run` -> simulated CXone, with the audit."""
+"""End to end: IdP SCIM requests -> ingress -> broker -> `run` -> simulated CXone, audited."""
 
 from __future__ import annotations
 
