@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -26,7 +28,7 @@ from consumer.sandbox.feed import AuditReader, TopicReader, produce
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import ROOT, make_pipeline, running_service
-from tests.integration.test_send_and_audit import cli, environment
+from tests.integration.test_send_and_audit import cli, environment, running_command
 
 WITHIN = 60.0
 LIMIT = 16_384
@@ -261,19 +263,7 @@ async def test_audit_follow_json_gives_a_pipe_only_results_and_exits_cleanly_on_
     env = environment(
         KAFKA_BOOTSTRAP_SERVERS=topics.bootstrap_servers, KAFKA_AUDIT_TOPIC=audit_topic
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "consumer",
-        "audit",
-        "--follow",
-        "--json",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with running_command("audit", "--follow", "--json", env=env) as process:
         assert process.stdout is not None
         now = datetime.now(UTC)
         for offset in range(2):
@@ -288,7 +278,44 @@ async def test_audit_follow_json_gives_a_pipe_only_results_and_exits_cleanly_on_
         assert process.returncode == 0
         assert rest == b""  # no log line, no notice: only results ever reach stdout
         assert b"service.stopping" not in err
+
+
+async def test_audit_whose_reader_goes_away_ends_quietly(topics: Topics, tmp_path: Path) -> None:
+    """`audit --follow | head -n 1`: once head is gone, audit ends with code 0 and no traceback."""
+    (audit_topic,) = await topics.create("audit")
+    env = environment(
+        KAFKA_BOOTSTRAP_SERVERS=topics.bootstrap_servers, KAFKA_AUDIT_TOPIC=audit_topic
+    )
+    errors = tmp_path / "audit.err"
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m consumer audit --follow 2>{shlex.quote(str(errors))}"
+        "; echo \"audit exited $?\" >&2"
+    )
+    shell = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        f"{{ {pipeline}; }} | head -n 1",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert shell.stdout is not None
+        now = datetime.now(UTC)
+        first_record = audit_record(0, 0, now, "u-1")
+        await produce(topics.bootstrap_servers, audit_topic, [(b"u-1", first_record)])
+        async with asyncio.timeout(WITHIN):
+            first = await shell.stdout.readline()
+        assert b"u-1" in first
+        # head has gone; the next result makes audit write into a closed pipe.
+        later = audit_record(0, 1, now + timedelta(seconds=1), "u-1")
+        await produce(topics.bootstrap_servers, audit_topic, [(b"u-1", later)])
+        async with asyncio.timeout(WITHIN):
+            _, said = await shell.communicate()
+        assert said.decode().strip() == "audit exited 0"
+        assert errors.read_text() == ""
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if shell.returncode is None:
+            shell.kill()
+            await shell.wait()

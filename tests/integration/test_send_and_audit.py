@@ -6,10 +6,12 @@ They are given only the Kafka settings, which also shows they need no CXone or p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,6 +67,29 @@ async def cli(
         out, err = await process.communicate(stdin or b"")
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+@contextlib.asynccontextmanager
+async def running_command(
+    *arguments: str, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m consumer ARGUMENTS` running with piped output; killed if still running after."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "consumer",
+        *arguments,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def input_records(bootstrap: str, topic: str, count: int) -> list[tuple[bytes | None, bytes]]:
@@ -234,18 +259,7 @@ async def test_audit_follow_prints_new_results_and_stops_on_ctrl_c(topics: Topic
     env = environment(
         KAFKA_BOOTSTRAP_SERVERS=topics.bootstrap_servers, KAFKA_AUDIT_TOPIC=audit_topic
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "consumer",
-        "audit",
-        "--follow",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with running_command("audit", "--follow", env=env) as process:
         assert process.stdout is not None
         for user in ("u-7", "u-8"):
             # The second result is sent only after the first was printed: it shows the
@@ -260,10 +274,6 @@ async def test_audit_follow_prints_new_results_and_stops_on_ctrl_c(topics: Topic
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(WITHIN):
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_an_event_sent_reaches_cxone_and_its_audit_line_names_the_approval(
