@@ -289,7 +289,7 @@ async def test_audit_whose_reader_goes_away_ends_quietly(topics: Topics, tmp_pat
     errors = tmp_path / "audit.err"
     pipeline = (
         f"{shlex.quote(sys.executable)} -m consumer audit --follow 2>{shlex.quote(str(errors))}"
-        "; echo \"audit exited $?\" >&2"
+        '; echo "audit exited $?" >&2'
     )
     shell = await asyncio.create_subprocess_exec(
         "sh",
