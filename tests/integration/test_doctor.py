@@ -17,7 +17,7 @@ from consumer.sandbox.server import SimulatorServer
 from consumer.sandbox.simulator import CxoneSimulator
 from consumer.settings import Settings
 from consumer.stream.guard_ledger import ensure_ledger_topic
-from tests.conftest import BrokerEndpoint, Topics
+from tests.conftest import TEST_CREDENTIALS, BrokerEndpoint, Topics
 from tests.integration.harness import Pipeline, make_pipeline
 from tests.integration.test_send_and_audit import cli, environment
 
@@ -329,6 +329,9 @@ async def test_command_prints_one_line_per_check_and_exits_by_verdict(
 
     code, lines = await doctor()
     assert code == 0
+    printed = "\n".join(lines)
+    for secret in (TEST_CREDENTIALS.client_secret, TEST_CREDENTIALS.access_key_secret):
+        assert secret not in printed
     assert lines[-1].startswith("doctor: 15 checks: ")
     assert lines[-1].endswith(", 0 fail")
     assert all(line.split()[0] in {"ok", "warn", "fail"} for line in lines[:-1])
