@@ -1,5 +1,6 @@
-"""`doctor`'s permission checks on Apache Kafka with SASL/SCRAM and an authorizer: each probe
-passes for a principal that holds the permission and fails for one that does not."""
+"""`doctor` on Apache Kafka: each permission probe under SASL/SCRAM and an authorizer passes for a
+principal that holds the permission and fails for one that does not; topic settings the broker
+reports are judged."""
 
 from __future__ import annotations
 
@@ -203,3 +204,47 @@ async def test_the_super_user_passes_every_permission_probe(
     verdicts = _verdicts(findings)
     for check in ("kafka", "read input", "group", "write audit", "write dlq"):
         assert verdicts[check] is Verdict.OK, check
+
+
+async def test_topic_settings_that_do_not_fit_fail_on_a_real_broker(
+    kafka_clusters: ClusterFactory, simulator_server: SimulatorServer
+) -> None:
+    """A compacted audit topic, a DLQ below KAFKA_MAX_RECORD_BYTES fail; short retention warns."""
+    cluster = kafka_clusters()
+    bootstrap = cluster.bootstrap_servers()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(INPUT, 2, 1, topic_configs={"retention.ms": str(3 * 86_400_000)}),
+                NewTopic(AUDIT, 2, 1, topic_configs={"cleanup.policy": "compact"}),
+                NewTopic(DLQ, 1, 1, topic_configs={"max.message.bytes": "65536"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    settings = load_settings(
+        kafka_bootstrap_servers=bootstrap,
+        cxone_scim_base_url=simulator_server.scim_base_url,
+        cxone_token_url=simulator_server.token_url,
+        cxone_client_id=TEST_CREDENTIALS.client_id,
+        cxone_client_secret=TEST_CREDENTIALS.client_secret,
+        policy_file=EXAMPLE_POLICY,
+    )
+
+    findings = {f.check: f for f in await diagnose(settings, DoctorOptions(instances=2))}
+
+    assert findings["topic input"].verdict is Verdict.WARN
+    assert findings["topic input"].detail == (
+        f"{INPUT}: 2 partitions, replication 1, retention 3 d, cleanup.policy delete: "
+        "retention below 7 d"
+    )
+    assert findings["topic audit"].verdict is Verdict.FAIL
+    assert "cleanup.policy compact keeps only each user's newest audit event" in (
+        findings["topic audit"].detail
+    )
+    assert findings["topic dlq"].verdict is Verdict.FAIL
+    assert "max.message.bytes 65536 is below KAFKA_MAX_RECORD_BYTES 1048576" in (
+        findings["topic dlq"].detail
+    )
