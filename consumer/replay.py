@@ -45,7 +45,7 @@ from consumer.results import Queued, superseded_result
 from consumer.scim.client import Plan, ScimClient, ScimUser, WriteOutcome
 from consumer.service import Tuning, open_cxone
 from consumer.settings import Settings
-from consumer.stream.kafka import build_producer
+from consumer.stream.kafka import producer_for_broker
 from consumer.stream.publisher import AuditPublisher
 from consumer.sync import Synchronizer
 
@@ -202,7 +202,7 @@ async def _replay_read(
                 return summary
         publisher: AuditPublisher | None = None
         if not dry_run:
-            producer = build_producer(settings, client_id="cxone-role-sync-replay")
+            producer, _ = await producer_for_broker(settings, client_id="cxone-role-sync-replay")
             await producer.start()
             stack.push_async_callback(producer.stop)
             publisher = AuditPublisher(

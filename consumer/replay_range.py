@@ -21,8 +21,10 @@ from consumer.errors import ConfigurationError
 from consumer.events import RoleChangeEvent, SourcePosition
 from consumer.progress import ReplayProgress
 from consumer.settings import Settings
+from consumer.stream.broker_profile import BrokerProfile, probe_broker
 from consumer.stream.consumer import read_record
 from consumer.stream.kafka import (
+    INPUT_ISOLATION_LEVEL,
     LogEnd,
     connection_options,
     log_ends,
@@ -95,10 +97,15 @@ class RangeReader:
     """A read range, and a look past it for newer events that can be taken again and again."""
 
     def __init__(
-        self, kafka: AIOKafkaConsumer, partitions: list[TopicPartition], max_bytes: int
+        self,
+        kafka: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        max_bytes: int,
+        profile: BrokerProfile,
     ) -> None:
         self.found = ReplayRead()
         self._kafka = kafka
+        self._profile = profile
         self._partitions = partitions
         self._max_bytes = max_bytes
         self._lock = asyncio.Lock()
@@ -122,7 +129,7 @@ class RangeReader:
                 return
             self._started += 1
             number = self._started
-            ends = await log_ends(self._kafka, self._partitions)
+            ends = await log_ends(self._kafka, self._partitions, self._profile)
             await _read_to_end(
                 self._kafka,
                 ends,
@@ -141,7 +148,10 @@ async def open_range(
     up to its end after that (users with newer events); keep reading past it on request."""
     progress = progress or ReplayProgress(interactive=False)
     kafka = AIOKafkaConsumer(
-        **connection_options(settings), group_id=None, enable_auto_commit=False
+        **connection_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level=INPUT_ISOLATION_LEVEL,
     )
     try:
         await kafka.start()
@@ -151,12 +161,13 @@ async def open_range(
         raise
     try:
         partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
-        reader = RangeReader(kafka, partitions, settings.kafka_max_record_bytes)
+        profile = await probe_broker(connection_options(settings))
+        reader = RangeReader(kafka, partitions, settings.kafka_max_record_bytes, profile)
         found = reader.found
         # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
         # so records older than --since are also skipped here.
         since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
-        ends = await log_ends(kafka, partitions)
+        ends = await log_ends(kafka, partitions, profile)
         starts = {tp: await kafka.position(tp) for tp in partitions}
         progress.records_expected = sum(max(0, ends[tp].offset - starts[tp]) for tp in partitions)
 

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from consumer.errors import ConfigurationError, InvalidEvent
 from consumer.events import EventType, RoleChangeEvent, parse_event
 from consumer.settings import KafkaSettings
-from consumer.stream.kafka import build_producer
+from consumer.stream.kafka import producer_for_broker
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -119,10 +120,14 @@ class DeliveryError(Exception):
 async def send_event(settings: KafkaSettings, value: bytes, *, within: float = 30.0) -> Delivery:
     """Validate the bytes and publish them, keyed by user id, once the broker acknowledged them."""
     event = validate(value)
-    # build_producer reads only the Kafka fields, which KafkaSettings has.
-    producer = build_producer(cast("Settings", settings), client_id="cxone-role-sync-send")
+    # producer_for_broker reads only the Kafka fields, which KafkaSettings has.
+    kafka_settings = cast("Settings", settings)
+    producer: AIOKafkaProducer | None = None
     try:
         async with asyncio.timeout(within):
+            producer, _ = await producer_for_broker(
+                kafka_settings, client_id="cxone-role-sync-send"
+            )
             await producer.start()
             metadata = await producer.send_and_wait(
                 settings.kafka_input_topic, value=value, key=event.user_id.encode()
@@ -134,5 +139,6 @@ async def send_event(settings: KafkaSettings, value: bytes, *, within: float = 3
             f"{settings.kafka_bootstrap_servers}: {reason}"
         ) from None
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
     return Delivery(event, metadata.topic, metadata.partition, metadata.offset)

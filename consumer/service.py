@@ -31,12 +31,14 @@ from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, ins
 from consumer.scim.shared_limit import build_limiter
 from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
+from consumer.stream.broker_profile import BrokerProfile
 from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.guard_ledger import GuardLedger, ensure_ledger_topic
 from consumer.stream.kafka import (
-    build_producer,
+    INPUT_ISOLATION_LEVEL,
     connection_options,
     instrument_kafka_retries,
+    producer_for_broker,
     verify_broker_tls,
 )
 from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
@@ -181,7 +183,7 @@ async def run_service(
         )
 
         await _unless_stopped(stop, verify_broker_tls(settings))
-        producer = await _unless_stopped(
+        producer, broker = await _unless_stopped(
             stop,
             _reach_broker(
                 settings,
@@ -207,6 +209,7 @@ async def run_service(
             group_id=settings.kafka_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=INPUT_ISOLATION_LEVEL,
             max_poll_interval_ms=300_000,
             session_timeout_ms=tuning.session_timeout_ms,
             heartbeat_interval_ms=tuning.heartbeat_interval_ms,
@@ -239,6 +242,7 @@ async def run_service(
             on_inflight_change=INFLIGHT.set,
             on_assignment_change=assignment_changed,
             on_result=webhook.notify if webhook is not None else None,
+            broker=broker,
         )
         lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
         kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
@@ -369,8 +373,9 @@ class _BootstrapNoise(logging.Filter):
 
 async def _reach_broker(
     settings: Settings, *, client_id: str, request_timeout_ms: int
-) -> AIOKafkaProducer:
-    """Start the producer, retrying an unreachable broker with backoff (one WARNING per try)."""
+) -> tuple[AIOKafkaProducer, BrokerProfile]:
+    """Profile the broker and start the producer, retrying an unreachable broker with backoff
+    (one WARNING per try)."""
     noise = _BootstrapNoise()
     aiokafka_log = logging.getLogger("aiokafka")
     aiokafka_log.addFilter(noise)
@@ -384,7 +389,7 @@ async def _reach_broker(
 
 async def _start_producer(
     settings: Settings, *, client_id: str, request_timeout_ms: int
-) -> AIOKafkaProducer:
+) -> tuple[AIOKafkaProducer, BrokerProfile]:
     attempts = 0
     async for attempt in stamina.retry_context(
         on=KafkaConnectionError,
@@ -400,13 +405,15 @@ async def _start_producer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 attempt=attempts,
             )
-            producer = build_producer(
-                settings, client_id=client_id, request_timeout_ms=request_timeout_ms
-            )
+            producer: AIOKafkaProducer | None = None
             try:
+                producer, profile = await producer_for_broker(
+                    settings, client_id=client_id, request_timeout_ms=request_timeout_ms
+                )
                 await producer.start()
             except KafkaConnectionError as error:
-                await producer.stop()
+                if producer is not None:
+                    await producer.stop()
                 log.warning(
                     "kafka.unreachable",
                     bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -414,7 +421,7 @@ async def _start_producer(
                     error=str(error),
                 )
                 raise
-            return producer
+            return producer, profile
     raise AssertionError("unreachable: the broker retry has no limit")
 
 

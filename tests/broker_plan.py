@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.apache_kafka.release import RELEASES
+from tests.apache_kafka.release import KAFKA_3, KAFKA_4, RELEASES
 
 TANSU = "tansu"
 ENVIRONMENT = "env"
@@ -65,8 +65,7 @@ def choose_plan(
         return BrokerPlan(ENVIRONMENT)
     missing = missing_tools()
     if missing is None:
-        # Until the suite is switched over: Apache Kafka only when named with --brokers.
-        return BrokerPlan(TANSU)
+        return BrokerPlan(KAFKA_4.label, (TANSU, KAFKA_3.label))
     if docker_answers():
         return BrokerPlan(TESTCONTAINERS, (TANSU,), note=f"Apache Kafka jars not used: {missing}")
     return BrokerPlan(

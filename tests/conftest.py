@@ -19,7 +19,7 @@ import os
 import re
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,11 @@ class BrokerEndpoint:
 class Topics:
     """Unique topic names and group ids for one test on the shared broker."""
 
-    def __init__(self, bootstrap_servers: str, test_name: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, test_name: str, *, replication_factor: int = 1
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.replication_factor = replication_factor
         # Kafka topic names allow [a-zA-Z0-9._-], at most 249 characters.
         self._slug = re.sub(r"[^a-zA-Z0-9]+", "-", test_name).strip("-")[:60]
 
@@ -91,10 +94,18 @@ class Topics:
         """Return a consumer group id no other test uses."""
         return self.name(prefix)
 
-    async def create(self, *prefixes: str, partitions: int = 1) -> list[str]:
-        """Create one unique topic per prefix and return their names, in order."""
+    async def create(
+        self, *prefixes: str, partitions: int = 1, configs: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Create one unique topic per prefix (with topic `configs`); return their names."""
         names = [self.name(prefix) for prefix in prefixes]
-        await create_topics(self.bootstrap_servers, names, partitions=partitions)
+        await create_topics(
+            self.bootstrap_servers,
+            names,
+            partitions=partitions,
+            replication_factor=self.replication_factor,
+            configs=configs,
+        )
         return names
 
 

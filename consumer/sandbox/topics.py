@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -16,9 +16,10 @@ async def create_topics(
     *,
     partitions: int = 1,
     replication_factor: int = 1,
+    configs: Mapping[str, str] | None = None,
     ready_within: float = 15.0,
 ) -> None:
-    """Create topics (existing ones are left alone) and wait until the broker lists them all."""
+    """Create topics (existing ones are left alone) and wait until each partition has a leader."""
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return
@@ -26,7 +27,10 @@ async def create_topics(
     await admin.start()
     try:
         response = await admin.create_topics(
-            [NewTopic(name, partitions, replication_factor) for name in wanted],
+            [
+                NewTopic(name, partitions, replication_factor, topic_configs=dict(configs or {}))
+                for name in wanted
+            ],
             timeout_ms=int(ready_within * 1000),
         )
         # aiokafka reports per-topic failures in the response instead of raising.
@@ -37,7 +41,7 @@ async def create_topics(
         ]
         if failures:
             raise RuntimeError("could not create topics: " + "; ".join(failures))
-        await _wait_until_listed(admin, set(wanted), ready_within)
+        await _wait_until_led(admin, set(wanted), ready_within)
     finally:
         await admin.close()
 
@@ -52,14 +56,25 @@ def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
     return errors
 
 
-async def _wait_until_listed(admin: AIOKafkaAdminClient, wanted: set[str], within: float) -> None:
-    """Poll metadata until every topic shows; a real Kafka creates them asynchronously."""
+async def _wait_until_led(admin: AIOKafkaAdminClient, wanted: set[str], within: float) -> None:
+    """Poll metadata until every partition of every topic has a leader.
+
+    A real Kafka creates topics asynchronously: listed first, then each partition gets its
+    leader, and a produce before that answers LEADER_NOT_AVAILABLE.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
-        listed = set(await admin.list_topics())
-        if wanted <= listed:
+        described = await admin.describe_topics(sorted(wanted))
+        led = {
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] == 0
+            and topic["partitions"]
+            and all(partition["leader"] >= 0 for partition in topic["partitions"])
+        }
+        if wanted <= led:
             return
         if loop.time() > deadline:
-            raise TimeoutError(f"topics not listed in time: {sorted(wanted - listed)}")
+            raise TimeoutError(f"topics without a leader in time: {sorted(wanted - led)}")
         await asyncio.sleep(0.05)

@@ -40,8 +40,9 @@ from consumer.events import (
 from consumer.observability.metrics import OLDEST_UNFINISHED_AGE
 from consumer.observability.outcomes import record_result
 from consumer.results import Queued, WriteFailure, folded_results
+from consumer.stream.broker_profile import APACHE_KAFKA, BrokerProfile
 from consumer.stream.dispatcher import KeyedDispatcher
-from consumer.stream.kafka import LogEnd, log_ends
+from consumer.stream.kafka import LogEnd, fetch_positions, log_ends
 from consumer.stream.offsets import OffsetTracker
 from consumer.stream.publisher import AuditPublisher, DeadLetter
 from consumer.sync import Applied, Synchronizer
@@ -201,8 +202,10 @@ class StreamConsumer:
         on_assignment_change: Callable[[frozenset[TopicPartition]], None] | None = None,
         on_result: Callable[[SyncResult], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        broker: BrokerProfile = APACHE_KAFKA,
     ) -> None:
         self._kafka = kafka
+        self._broker = broker
         self._sync = synchronizer
         self._publisher = publisher
         self._limits = limits or FlowLimits()
@@ -267,6 +270,10 @@ class StreamConsumer:
             for records in batch.values():
                 for record in records:
                     self._accept(record, now)
+            # Every record below each fetch position is tracked now: offsets the position passed
+            # untracked are gaps (transaction markers, aborted records).
+            for tp, position in fetch_positions(self._kafka).items():
+                self._tracker.passed(tp, position)
             await self._end_catch_ups()
             if batch:
                 log.debug(
@@ -334,7 +341,7 @@ class StreamConsumer:
         if not unknown:
             return
         try:
-            ends = await log_ends(self._kafka, unknown)
+            ends = await log_ends(self._kafka, unknown, self._broker)
         except KafkaError as error:
             # Asked again before the next fetch; the records fetched meanwhile are held.
             log.warning("stream.end_offsets_failed", error=type(error).__name__)
@@ -370,11 +377,16 @@ class StreamConsumer:
     async def _read_to_log_end(self, tp: TopicPartition) -> bool:
         """Whether every record of `tp` there at assignment was fetched: nothing left to read.
 
-        The high watermark of the last fetch response is right on every broker (Tansu's
-        undercount is in ListOffsets only); before any response it is unknown, and so is this.
+        The last fetch response's stable end is right on every broker (Tansu's undercount is in
+        ListOffsets only); before any response it is unknown, and so is this.
         """
         catch_up = self._catching_up.get(tp)
-        highwater = self._kafka.highwater(tp)
+        # Read committed, the fetch stops at the last stable offset (an open transaction's
+        # records wait there); Tansu's is the high watermark, as its ListOffsets undercounts.
+        if self._broker.end_undercounted:
+            highwater = self._kafka.highwater(tp)
+        else:
+            highwater = self._kafka.last_stable_offset(tp)
         if catch_up is None or catch_up.end is None or highwater is None:
             return False
         try:

@@ -23,6 +23,7 @@ from consumer.broker_address import parse_broker_addresses
 from consumer.errors import ConfigurationError
 from consumer.observability.retries import install_retry_hook
 from consumer.settings import SaslMechanism, SecurityProtocol, Settings
+from consumer.stream.broker_profile import BrokerProfile, probe_broker
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +31,10 @@ TLS_PROTOCOLS = frozenset({SecurityProtocol.SSL, SecurityProtocol.SASL_SSL})
 
 DEFAULT_MAX_REQUEST_SIZE = 1_048_576
 """aiokafka's default `max_request_size`."""
+
+INPUT_ISOLATION_LEVEL = "read_committed"
+"""The input topic is read up to the last stable offset: an aborted transaction's event is
+never seen, an open one's not before it commits (aiokafka's default reads uncommitted)."""
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -187,13 +192,18 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 def build_producer(
-    settings: Settings, *, client_id: str, request_timeout_ms: int = 30_000
+    settings: Settings,
+    *,
+    client_id: str,
+    idempotence: bool,
+    request_timeout_ms: int = 30_000,
 ) -> AIOKafkaProducer:
     """A producer whose sends resolve only once every in-sync replica has the record.
 
-    Idempotence stays off: some Kafka-protocol brokers (Tansu 0.6) do not implement the
-    idempotent producer's InitProducerId. Ordering per key holds without it because each key
-    has at most one result in flight (the dispatcher runs one event per user at a time).
+    `idempotence` is `BrokerProfile.idempotence` (`broker_profile.probe_broker`): on where the
+    broker grants producer ids, so a retried batch is written once and in order; off on a broker
+    that cannot (Tansu 0.6). Ordering per key holds without it too, because each key has at most
+    one result in flight (the dispatcher runs one event per user at a time).
 
     Dead letters are cut to `KAFKA_MAX_RECORD_BYTES` and audit events carry only bounded fields,
     so a request of that size (never below Kafka's default 1 MiB) carries anything it sends.
@@ -202,7 +212,7 @@ def build_producer(
         **connection_options(settings),
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotence,
         linger_ms=5,
         request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=200,
@@ -210,49 +220,92 @@ def build_producer(
     )
 
 
+async def producer_for_broker(
+    settings: Settings, *, client_id: str, request_timeout_ms: int = 30_000
+) -> tuple[AIOKafkaProducer, BrokerProfile]:
+    """Profile the broker (`probe_broker`), then build a producer that fits it (not started)."""
+    profile = await probe_broker(connection_options(settings))
+    producer = build_producer(
+        settings,
+        client_id=client_id,
+        idempotence=profile.idempotence,
+        request_timeout_ms=request_timeout_ms,
+    )
+    return producer, profile
+
+
+def fetch_positions(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """The fetch position of each assigned partition that has one, read without waiting.
+
+    Past every record `getmany` returned, and past the transaction markers and aborted records
+    it skipped, which no record shows. aiokafka's `position()` may wait for a reset, so the
+    position is read from its assignment state.
+    """
+    state_of_subscription = getattr(consumer, "_subscription", None)  # None in test doubles
+    assignment = state_of_subscription.subscription if state_of_subscription else None
+    if assignment is None or assignment.assignment is None:
+        return {}
+    state = assignment.assignment
+    positions: dict[TopicPartition, int] = {}
+    for tp in state.tps:
+        tp_state = state.state_value(tp)
+        if tp_state is not None and tp_state.has_valid_position:
+            positions[tp] = int(tp_state.position)
+    return positions
+
+
 async def partitions_of(
     consumer: AIOKafkaConsumer, topic: str, *, within: float = 15.0
 ) -> list[int]:
-    """A topic's partition numbers, waiting (bounded) for metadata a new topic may still lack."""
+    """A topic's partition numbers, waiting (bounded) for metadata a new topic may still lack.
+
+    A consumer outside any group starts with no topic's metadata on Apache Kafka (an empty
+    Metadata request names no topic there), and `consumer.topics()` keeps only the names of
+    what it fetches: the partitions are read from a full metadata fetch of its client.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         found = consumer.partitions_for_topic(topic)
+        if not found:
+            cluster = await consumer._client.fetch_all_metadata()
+            found = cluster.partitions_for_topic(topic)
         if found:
             return sorted(found)
         if loop.time() > deadline:
             raise ConfigurationError(f"topic {topic} does not exist or has no partitions")
-        await consumer.topics()
         await asyncio.sleep(0.05)
 
 
 @dataclass(frozen=True)
 class LogEnd:
-    """A partition's end as the broker reported it at one instant (`taken_ms`, epoch ms).
+    """A partition's end as the broker reported it, and on an undercounting broker when.
 
-    Tansu 0.6 reports the base offset of the last batch + 1, so records of that batch past the
-    reported offset were already there: a record belongs before the end when its offset is below
-    it or it was written no later than the instant the end was taken. On a broker that reports
-    the end right, the offset alone decides; the time only ever adds records written meanwhile.
+    On Apache Kafka the offset alone decides (`taken_ms` is None). Tansu 0.6 reports the base
+    offset of the last batch + 1, so records of that batch past the reported offset were
+    already there: there a record belongs before the end when its offset is below it or it was
+    written no later than the instant the end was taken (`taken_ms`, epoch ms).
     """
 
     offset: int
-    taken_ms: int
+    taken_ms: int | None = None
 
     def holds(self, offset: int, timestamp_ms: int) -> bool:
         """Whether the record at `offset`, written at `timestamp_ms`, was there at this end."""
-        return offset < self.offset or timestamp_ms <= self.taken_ms
+        if offset < self.offset:
+            return True
+        return self.taken_ms is not None and timestamp_ms <= self.taken_ms
 
 
 async def log_ends(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], profile: BrokerProfile
 ) -> dict[TopicPartition, LogEnd]:
-    """The end of each partition now, read through Tansu's undercount (see `LogEnd`)."""
+    """The end of each partition now; through the undercount where the broker has it."""
     chosen = list(partitions)
     if not chosen:
         return {}
     # Taken before asking: a record written before this instant was there when the ends were.
-    taken_ms = int(time.time() * 1000)
+    taken_ms = int(time.time() * 1000) if profile.end_undercounted else None
     ends = await consumer.end_offsets(chosen)
     return {tp: LogEnd(ends[tp], taken_ms) for tp in chosen}
 

@@ -9,7 +9,9 @@ the offset to resume from after a crash, so it must never pass a record that is 
 
 Offsets may have gaps (compacted topics, transaction markers). A gap is not a record, so resuming
 at the next unfinished record skips nothing: with offsets 5, 7, 9 tracked and 5 and 7 finished,
-the commit value is 9, not 8. This relies on every fetched record being tracked.
+the commit value is 9, not 8. This relies on every fetched record being tracked. Gaps after the
+last tracked record show only in the fetch position (`passed`): once everything is finished, the
+commit value is that position, as a Java consumer would commit.
 
 Each assignment of a partition gets an epoch, returned by `track`. After `forget`, late finishes
 of that partition's records are ignored; passing the epoch to `finish` keeps them harmless even
@@ -43,7 +45,15 @@ class Unfinished(NamedTuple):
 class _Partition:
     """The tracked records of one assignment of one partition."""
 
-    __slots__ = ("committed", "epoch", "head_finished", "last_tracked", "order", "unfinished")
+    __slots__ = (
+        "committed",
+        "epoch",
+        "head_finished",
+        "last_tracked",
+        "order",
+        "passed",
+        "unfinished",
+    )
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -51,6 +61,8 @@ class _Partition:
         self.order: deque[int] = deque()
         self.unfinished: dict[int, Unfinished] = {}
         self.last_tracked: int | None = None
+        # The fetch position once it passed offsets that are no record (markers, aborted ones).
+        self.passed: int | None = None
         # Whether the first tracked record has finished: until then there is nothing to commit.
         self.head_finished = False
         self.committed: int | None = None
@@ -62,10 +74,13 @@ class _Partition:
         return self.resume_at()
 
     def resume_at(self) -> int | None:
-        """The lowest unfinished offset, else the last tracked + 1 (None when nothing tracked)."""
+        """The lowest unfinished offset, else past the last tracked record and the gaps the
+        fetch passed after it (None when nothing tracked)."""
         if self.order:
             return self.order[0]
-        return None if self.last_tracked is None else self.last_tracked + 1
+        if self.last_tracked is None:
+            return None
+        return max(self.last_tracked + 1, self.passed or 0)
 
     def drop_finished(self) -> None:
         """Pop finished records off the head; compact when finished ones dominate the rest."""
@@ -123,6 +138,19 @@ class OffsetTracker(Generic[P]):
             raise ValueError(f"offset {offset} of {tp!r} was never tracked or is already finished")
         self._pending -= 1
         part.drop_finished()
+
+    def passed(self, tp: P, position: int) -> None:
+        """Note that the fetch of `tp` is at `position` and every record below it is tracked.
+
+        Offsets between the last tracked record and `position` are then no records (transaction
+        markers, aborted transactions), so once every tracked record is finished the commit
+        value moves past them, and a transactional topic's lag reaches 0. A partition with no
+        record tracked in this assignment is left alone.
+        """
+        part = self._partitions.get(tp)
+        if part is None or part.last_tracked is None or position <= part.last_tracked + 1:
+            return
+        part.passed = max(part.passed or 0, position)
 
     def finished_position(self, tp: P) -> int | None:
         """The commit value of `tp` now (see the module docstring), or None if there is none."""

@@ -153,7 +153,8 @@ class KafkaNode:
         logging = LOG4J2 if self.release.log4j2 else LOG4J1
         (self.directory / "log.properties").write_text(logging)
 
-    def _java(self, main: str, *arguments: str) -> list[str]:
+    def java_command(self, main: str, *arguments: str) -> list[str]:
+        """A java command running `main` of the release with this node's logging settings."""
         logging = self.directory / "log.properties"
         flag = (
             f"-Dlog4j2.configurationFile={logging}"
@@ -173,7 +174,7 @@ class KafkaNode:
 
     def format_command(self, cluster_id: str, extra: Sequence[str] = ()) -> list[str]:
         """The StorageTool command that formats this node's data folder."""
-        return self._java(
+        return self.java_command(
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -190,7 +191,7 @@ class KafkaNode:
         self._log = self.log_file.open("ab")
         self._launched = time.monotonic()
         self.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(self.config_file)),
+            self.java_command("kafka.Kafka", str(self.config_file)),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -58,11 +58,12 @@ async def make_pipeline(
     partitions: int = 1,
     policy_file: Path = EXAMPLE_POLICY,
     password_grant: bool = True,
+    topic_configs: Mapping[str, str] | None = None,
     **extra: str,
 ) -> Pipeline:
     """Create unique topics and the environment that points a service at them and the simulator."""
     input_topic, audit_topic, dlq_topic = await topics.create(
-        "input", "audit", "dlq", partitions=partitions
+        "input", "audit", "dlq", partitions=partitions, configs=topic_configs
     )
     group_id = topics.group_id()
     environment = {

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.sandbox.broker import EmbeddedBroker, kafka_answers
 from tests.conftest import BrokerEndpoint, Topics
+
+pytestmark = pytest.mark.core
+"""Runs on every broker of the session: Kafka 4.x, Tansu and Kafka 3.9."""
 
 
 async def consume(

@@ -27,7 +27,7 @@ from consumer.observability.metrics import REGISTRY
 from consumer.sandbox.broker import EmbeddedBroker
 from consumer.sandbox.feed import AuditReader, TopicReader
 from consumer.sandbox.server import SimulatorServer
-from consumer.stream.kafka import build_producer
+from consumer.stream.kafka import producer_for_broker
 from consumer.stream.publisher import AuditPublisher, DeadLetter, DeliveryPolicy
 from tests.conftest import Topics
 from tests.integration.harness import (
@@ -42,6 +42,8 @@ from tests.integration.test_pipeline import role_change
 from tests.integration.test_stream_engine import wait_for_commits
 
 MIB = 1 << 20
+LARGE = {"max.message.bytes": str(8 * MIB)}
+"""Topic settings for records above Kafka's default 1 MiB limit (Tansu has no limit)."""
 WITHIN = 60.0
 """Seconds any one condition may take before a test fails; generous for a loaded machine."""
 
@@ -107,7 +109,9 @@ async def test_hostile_batch_passes_without_a_rebalance_and_the_next_record_sync
     simulator = simulator_server.simulator
     simulator.seed_user("u-after", "after@example.com", roles=[("agent_basic", None, True)])
     port = free_port()
-    pipeline = await make_pipeline(topics, simulator_server, partitions=2, METRICS_PORT=str(port))
+    pipeline = await make_pipeline(
+        topics, simulator_server, partitions=2, topic_configs=LARGE, METRICS_PORT=str(port)
+    )
     hostile = hostile_records()
     service = ServiceProcess(pipeline.environment)
     health_answers: list[int] = []
@@ -365,14 +369,14 @@ async def test_the_service_producer_carries_every_dead_letter_it_builds(
     topics: Topics, simulator_server: SimulatorServer
 ) -> None:
     """At the default limit a 2 MiB letter is cut to fit; at 4 MiB a 3 MiB one goes whole."""
-    pipeline = await make_pipeline(topics, simulator_server)
+    pipeline = await make_pipeline(topics, simulator_server, topic_configs=LARGE)
     originals = {
         MIB: random.Random(1).randbytes(2 * MIB),
         4 * MIB: random.Random(2).randbytes(3 * MIB),
     }
     for limit, original in originals.items():
         settings = pipeline.settings(kafka_max_record_bytes=limit)
-        producer = build_producer(settings, client_id="test")
+        producer, _ = await producer_for_broker(settings, client_id="test")
         await producer.start()
         try:
             publisher = AuditPublisher(

@@ -9,11 +9,9 @@ in the user's order on their partition, must never decrease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -21,7 +19,6 @@ import pytest
 from consumer.replay import ReplayRange, replay
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
-from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import Topics
 from tests.integration.harness import (
     ServiceProcess,
@@ -37,11 +34,13 @@ from tests.integration.workload import (
     RoleEvent,
     assert_every_record_audited,
     cxone_roles,
+    feed,
+    gone_back,
     last_roles,
     seed_users,
     user_ids,
     workload,
-    written_roles,
+    written_indices,
 )
 
 PARTITIONS = 2
@@ -62,55 +61,9 @@ class BulkyEvent(RoleEvent):
         return json.dumps(cloud_event).encode()
 
 
-def written_indices(
-    simulator: CxoneSimulator, events: Iterable[RoleEvent]
-) -> dict[str, list[int | None]]:
-    """Per user, the index (in the user's own event order) of the event each PUT wrote."""
-    index_of: dict[tuple[str, frozenset[str]], int] = {}
-    counts: Counter[str] = Counter()
-    for event in events:
-        key = (event.user_id, frozenset(event.roles))
-        assert key not in index_of, f"{event.user_id} has two events with the roles {event.roles}"
-        index_of[key] = counts[event.user_id]
-        counts[event.user_id] += 1
-    return {
-        user: [index_of.get((user, roles)) for roles in sets]
-        for user, sets in written_roles(simulator).items()
-    }
-
-
-def gone_back(indices: Mapping[str, Sequence[int | None]]) -> dict[str, Sequence[int | None]]:
-    """The users whose written states are not a non-decreasing run of known event indices."""
-    return {
-        user: written
-        for user, written in indices.items()
-        if None in written or list(written) != sorted(written)  # type: ignore[type-var]
-    }
-
-
 def caught_up(output: str) -> list[dict[str, object]]:
     """The read-ahead reports a service process logged."""
     return logged(output, "stream.caught_up")
-
-
-async def feed(
-    producer: EventProducer,
-    streams: Mapping[int, Sequence[RoleEvent]],
-    stop: asyncio.Event,
-    *,
-    slice_size: int = 30,
-    pace: float = 0.15,
-) -> None:
-    """Produce each partition's events in slices, both partitions at a steady pace, until done."""
-    longest = max(len(events) for events in streams.values())
-    for start in range(0, longest, slice_size):
-        for partition, events in streams.items():
-            await producer.send(events[start : start + slice_size], partition=partition)
-        # Pacing, not synchronisation: the stream keeps flowing while the group changes.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), pace)
-        if stop.is_set():
-            return
 
 
 def assigned_partitions(service: ServiceProcess) -> set[int]:

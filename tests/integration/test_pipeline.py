@@ -28,6 +28,9 @@ from consumer.sandbox.simulator import CxoneSimulator
 from tests.conftest import TEST_CREDENTIALS, BrokerEndpoint, Topics
 from tests.integration.harness import Pipeline, make_pipeline, running_service, wait_until
 
+pytestmark = pytest.mark.core
+"""Runs on every broker of the session: Kafka 4.x, Tansu and Kafka 3.9."""
+
 NICE = "urn:ietf:params:scim:schemas:extension:nice:2.0:User"
 WITHIN = 30.0
 """Seconds any one condition may take before a test fails; generous for a loaded machine."""

@@ -21,6 +21,9 @@ from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import ROOT, Pipeline, fast_tuning, make_pipeline
 
+pytestmark = pytest.mark.core
+"""Runs on every broker of the session: Kafka 4.x, Tansu and Kafka 3.9."""
+
 
 def _event(user_id: str, event_id: str, *roles: str) -> tuple[bytes, bytes]:
     value = {

@@ -24,6 +24,9 @@ from tests.integration.workload import (
     workload,
 )
 
+pytestmark = pytest.mark.core
+"""Runs on every broker of the session: Kafka 4.x, Tansu and Kafka 3.9."""
+
 
 @pytest.mark.slow
 async def test_kill_9_mid_stream_then_restart_loses_nothing(

@@ -35,6 +35,9 @@ from tests.integration.workload import (
     written_roles,
 )
 
+pytestmark = pytest.mark.core
+"""Runs on every broker of the session: Kafka 4.x, Tansu and Kafka 3.9."""
+
 PARTITIONS = 4
 
 

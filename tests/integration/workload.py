@@ -6,6 +6,7 @@ the group committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -105,10 +106,14 @@ def seed_users(simulator: CxoneSimulator, users: Iterable[str]) -> None:
 class EventProducer:
     """A producer of workload events that reports where each one landed."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, *, idempotent: bool = False) -> None:
         self._topic = topic
+        # Idempotent where the broker has it: a batch retried after a broker failure is kept once.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=False, linger_ms=5
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=5,
         )
         self.produced: dict[Position, RoleEvent] = {}
 
@@ -203,3 +208,49 @@ def expected_commits(produced: Iterable[Position], partitions: int) -> dict[int,
         current = ends[partition]
         ends[partition] = max(offset + 1, current or 0)
     return ends
+
+
+def written_indices(
+    simulator: CxoneSimulator, events: Iterable[RoleEvent]
+) -> dict[str, list[int | None]]:
+    """Per user, the index (in the user's own event order) of the event each PUT wrote."""
+    index_of: dict[tuple[str, frozenset[str]], int] = {}
+    counts: Counter[str] = Counter()
+    for event in events:
+        key = (event.user_id, frozenset(event.roles))
+        assert key not in index_of, f"{event.user_id} has two events with the roles {event.roles}"
+        index_of[key] = counts[event.user_id]
+        counts[event.user_id] += 1
+    return {
+        user: [index_of.get((user, roles)) for roles in sets]
+        for user, sets in written_roles(simulator).items()
+    }
+
+
+def gone_back(indices: Mapping[str, Sequence[int | None]]) -> dict[str, Sequence[int | None]]:
+    """The users whose written states are not a non-decreasing run of known event indices."""
+    return {
+        user: written
+        for user, written in indices.items()
+        if None in written or list(written) != sorted(written)  # type: ignore[type-var]
+    }
+
+
+async def feed(
+    producer: EventProducer,
+    streams: Mapping[int, Sequence[RoleEvent]],
+    stop: asyncio.Event,
+    *,
+    slice_size: int = 30,
+    pace: float = 0.15,
+) -> None:
+    """Produce each partition's events in slices, both partitions at a steady pace, until done."""
+    longest = max(len(events) for events in streams.values())
+    for start in range(0, longest, slice_size):
+        for partition, events in streams.items():
+            await producer.send(events[start : start + slice_size], partition=partition)
+        # Pacing, not synchronisation: the stream keeps flowing while the group changes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pace)
+        if stop.is_set():
+            return

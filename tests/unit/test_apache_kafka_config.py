@@ -24,11 +24,13 @@ def test_each_release_pom_adds_its_own_logging_binding() -> None:
 
 
 def test_a_cluster_id_is_16_bytes_of_url_safe_base64_without_padding() -> None:
-    """Cluster ids decode to 16 bytes, carry no padding, and differ each time."""
-    first, second = new_cluster_id(), new_cluster_id()
-    assert first != second
-    assert "=" not in first
-    assert len(base64.urlsafe_b64decode(first + "==")) == 16
+    """Cluster ids decode to 16 bytes, carry no padding, differ, and never look like an option."""
+    ids = {new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for cluster_id in ids:
+        assert "=" not in cluster_id
+        assert not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
 
 @pytest.mark.parametrize(("nodes", "replicas", "min_isr"), [(1, "1", "1"), (3, "3", "2")])

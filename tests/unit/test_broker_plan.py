@@ -11,10 +11,12 @@ def _never() -> bool:
     raise AssertionError("not asked")
 
 
-def test_until_the_switch_tansu_stays_primary_with_java() -> None:
-    """With Java 17 and Maven, Tansu stays primary until the suite is switched over."""
+def test_kafka_4_runs_everything_and_the_core_also_runs_on_tansu_and_3_9() -> None:
+    """With Java 17 and Maven, Kafka 4.x is primary; core tests also run on Tansu and 3.9."""
     plan = choose_plan(bootstrap_servers=None, missing_tools=lambda: None, docker_answers=_never)
-    assert plan == BrokerPlan("tansu")
+    assert plan == BrokerPlan("kafka-4.4.0", ("tansu", "kafka-3.9.2"))
+    assert plan.brokers_for(core=True) == ["kafka-4.4.0", "tansu", "kafka-3.9.2"]
+    assert plan.brokers_for(core=False) == ["kafka-4.4.0"]
 
 
 def test_without_java_the_suite_runs_on_tansu_and_says_why_in_one_line() -> None:

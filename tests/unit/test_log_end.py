@@ -21,3 +21,10 @@ def test_a_record_past_the_reported_end_written_before_it_was_taken_was_there() 
 def test_a_record_past_the_end_written_after_it_was_taken_was_not_there() -> None:
     """The first record both past the offset and written later is beyond the end."""
     assert END.holds(10, 5_001) is False
+
+
+def test_an_exact_end_counts_only_offsets_below_it_whatever_their_time() -> None:
+    """Where the broker reports the end right (no `taken_ms`), a record's time adds nothing."""
+    exact = LogEnd(offset=10)
+    assert exact.holds(9, 9_999) is True
+    assert exact.holds(10, 0) is False

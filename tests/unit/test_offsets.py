@@ -325,3 +325,35 @@ class TrackerMachine(RuleBasedStateMachine):
 
 
 TestTrackerMachine = TrackerMachine.TestCase
+
+
+def test_a_marker_after_the_last_record_is_passed_once_everything_is_finished() -> None:
+    """A fetch position past trailing markers becomes the commit value, not before."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p", 10)
+    tracker.track("p", 11)
+    tracker.passed("p", 13)  # offset 12: the transaction's commit marker
+    tracker.finish("p", 10)
+    assert tracker.committable() == {"p": 11}
+    tracker.finish("p", 11)
+    assert tracker.committable() == {"p": 13}
+
+
+def test_a_fetch_position_never_moves_the_commit_back_or_past_an_unfinished_record() -> None:
+    """Lower positions change nothing; records tracked after a gap keep their own order."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p", 4)
+    tracker.passed("p", 9)
+    tracker.passed("p", 3)
+    tracker.track("p", 9)
+    tracker.finish("p", 4)
+    assert tracker.committable() == {"p": 9}
+    tracker.finish("p", 9)
+    assert tracker.committable() == {"p": 10}
+
+
+def test_a_partition_with_nothing_tracked_is_not_committed_by_its_position() -> None:
+    """Without a tracked record in this assignment, a fetch position alone commits nothing."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.passed("p", 7)
+    assert tracker.committable() == {}
