@@ -13,6 +13,7 @@ from bench.audit import AuditTally
 from bench.service_process import ServiceProcess
 from bench.workload import event_id, role_change
 from consumer.sandbox.broker import EmbeddedBroker
+from consumer.stream.broker_profile import idempotence_at
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ async def produce_paced(
     producer = AIOKafkaProducer(
         bootstrap_servers=topics.bootstrap_servers,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=await idempotence_at(topics.bootstrap_servers),
         linger_ms=5,
     )
     await producer.start()

@@ -10,6 +10,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.events import AuditEvent
+from consumer.stream.broker_profile import idempotence_at
 from consumer.stream.kafka import partitions_of
 
 
@@ -22,7 +23,10 @@ async def produce(
 ) -> int:
     """Produce (key, value) records and wait until the broker acknowledged all of them."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=False, linger_ms=5
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=await idempotence_at(bootstrap_servers),
+        linger_ms=5,
     )
     await producer.start()
     try:

@@ -22,6 +22,7 @@ from consumer.sandbox.samples import SampleRecord, user_id
 from consumer.sandbox.topics import create_topics
 from consumer.send import EventRequest, encode, event_document
 from consumer.signals import run_until_signalled
+from consumer.stream.broker_profile import idempotence_at
 
 EVERYDAY = (
     ("agent_voice",),
@@ -81,7 +82,9 @@ async def send_traffic(
     """Produce the mix at about `per_second` events a second until `stop`; return how many."""
     await create_topics(bootstrap_servers, [topic], partitions=3)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=False
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=await idempotence_at(bootstrap_servers),
     )
     await producer.start()
     sent = 0

@@ -83,3 +83,9 @@ async def probe_broker(connection: dict[str, Any], *, within: float = 30.0) -> B
             hint="grant IDEMPOTENT_WRITE on the cluster or WRITE on the audit and DLQ topics",
         )
     return profile
+
+
+async def idempotence_at(bootstrap_servers: str) -> bool:
+    """Whether a producer to these plaintext brokers may be idempotent (the sandbox, the
+    benchmark's and the tests' producers, which have no settings to build from)."""
+    return (await probe_broker({"bootstrap_servers": bootstrap_servers})).idempotence

@@ -192,9 +192,7 @@ async def test_a_killed_broker_loses_nothing_and_the_service_rides_it_out(
     node = None
     try:
         async with (
-            EventProducer(
-                pipeline.bootstrap_servers, pipeline.input_topic, idempotent=True
-            ) as producer,
+            EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
             AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
             watching_readiness(port) as readiness,
         ):

@@ -27,6 +27,7 @@ from consumer.observability.metrics import REGISTRY
 from consumer.sandbox.broker import EmbeddedBroker
 from consumer.sandbox.feed import AuditReader, TopicReader
 from consumer.sandbox.server import SimulatorServer
+from consumer.stream.broker_profile import idempotence_at
 from consumer.stream.kafka import producer_for_broker
 from consumer.stream.publisher import AuditPublisher, DeadLetter, DeliveryPolicy
 from tests.conftest import Topics
@@ -63,7 +64,7 @@ async def produce_to(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=await idempotence_at(bootstrap_servers),
         max_request_size=8 * MIB,
     )
     await producer.start()

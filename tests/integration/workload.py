@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.events import AuditEvent
 from consumer.sandbox.simulator import CxoneSimulator
+from consumer.stream.broker_profile import idempotence_at
 
 WORKLOAD_POLICY = Path(__file__).parents[2] / "bench" / "workload-policy.yaml"
 """The example catalog without the mass-revocation guard, which would count the workload's swaps."""
@@ -106,28 +107,32 @@ def seed_users(simulator: CxoneSimulator, users: Iterable[str]) -> None:
 class EventProducer:
     """A producer of workload events that reports where each one landed."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, idempotent: bool = False) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
         self._topic = topic
-        # Idempotent where the broker has it: a batch retried after a broker failure is kept once.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            acks="all",
-            enable_idempotence=idempotent,
-            linger_ms=5,
-        )
+        self._producer: AIOKafkaProducer | None = None
         self.produced: dict[Position, RoleEvent] = {}
 
     async def __aenter__(self) -> EventProducer:
+        # Idempotent where the broker has it: a batch retried after a broker failure is kept once.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            acks="all",
+            enable_idempotence=await idempotence_at(self._bootstrap_servers),
+            linger_ms=5,
+        )
         await self._producer.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def send(
         self, events: Sequence[RoleEvent], *, partition: int | None = None
     ) -> dict[Position, RoleEvent]:
         """Produce events keyed by user id, in order; return each one's acknowledged position."""
+        assert self._producer is not None, "use EventProducer as an async context manager"
         futures = [
             await self._producer.send(
                 self._topic, value=event.value(), key=event.user_id.encode(), partition=partition
