@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.errors import ConfigurationError
 from consumer.events import RoleChangeEvent
 from consumer.send import validate
 from consumer.settings import KafkaSettings
-from consumer.stream.kafka import build_producer, connection_options, partitions_of
+from consumer.stream.kafka import connection_options, partitions_of, producer_for_broker
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -229,10 +229,13 @@ async def redrive(
         (REDRIVEN_FROM, f"{settings.kafka_dlq_topic}/{letter.partition}@{letter.offset}".encode()),
         (REDRIVEN_REASON, letter.reason.encode()),
     ]
-    # build_producer reads only the Kafka fields, which KafkaSettings has.
-    producer = build_producer(cast("Settings", settings), client_id="cxone-role-sync-dlq")
+    # producer_for_broker reads only the Kafka fields, which KafkaSettings has.
+    producer: AIOKafkaProducer | None = None
     try:
         async with asyncio.timeout(30.0):
+            producer, _ = await producer_for_broker(
+                cast("Settings", settings), client_id="cxone-role-sync-dlq"
+            )
             await producer.start()
             metadata = await producer.send_and_wait(
                 topic, value=value, key=event.user_id.encode(), headers=headers
@@ -240,7 +243,8 @@ async def redrive(
     except (KafkaError, OSError, TimeoutError) as error:
         raise DeadLetterError(_broker_failure("write", topic, settings, error)) from None
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
     return Redriven(event, metadata.partition, metadata.offset)
 
 
