@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from consumer.errors import ConfigurationError
+from consumer.stream.kafka import partitions_of
 
 log = structlog.get_logger(__name__)
 
@@ -71,12 +72,9 @@ class GuardLedger:
         )
         await reader.start()
         try:
-            # topics() asks the broker, so a topic created a moment ago is seen.
-            listed = await reader.topics()
-            ids = reader.partitions_for_topic(self.topic) if self.topic in listed else None
-            if not ids:
-                raise ConfigurationError(f"the guard topic {self.topic} does not exist")
-            assigned = [TopicPartition(self.topic, number) for number in sorted(ids)]
+            # Asks the broker, so a topic created a moment ago is seen (on Apache Kafka too).
+            ids = await partitions_of(reader, self.topic, within=5.0)
+            assigned = [TopicPartition(self.topic, number) for number in ids]
             reader.assign(assigned)
             await reader.seek_to_beginning(*assigned)
             ends = await reader.end_offsets(assigned)
