@@ -34,7 +34,7 @@ from consumer.observability.http import HealthServer, HealthState
 from consumer.quiet_server import QuietServer
 from consumer.service import Tuning, open_cxone
 from consumer.stream.guard_ledger import ensure_ledger_topic
-from consumer.stream.kafka import build_producer, connection_options
+from consumer.stream.kafka import connection_options, producer_for_broker
 from consumer.token_bucket import TokenBucket
 
 __all__ = ["Ingress", "IngressTuning", "run_ingress"]
@@ -210,15 +210,17 @@ class Ingress:
         return True
 
     async def _producer(self) -> AIOKafkaProducer:
-        producer = build_producer(
-            self.settings,
-            client_id=f"cxone-role-sync-ingress-{socket.gethostname()}",
-            request_timeout_ms=self.tuning.service.producer_request_timeout_ms,
-        )
+        producer: AIOKafkaProducer | None = None
         try:
+            producer, _ = await producer_for_broker(
+                self.settings,
+                client_id=f"cxone-role-sync-ingress-{socket.gethostname()}",
+                request_timeout_ms=self.tuning.service.producer_request_timeout_ms,
+            )
             await producer.start()
         except KafkaError as error:
-            await producer.stop()
+            if producer is not None:
+                await producer.stop()
             raise ConfigurationError(
                 f"start-up error: KAFKA_BOOTSTRAP_SERVERS: cannot reach "
                 f"{self.settings.kafka_bootstrap_servers}: {type(error).__name__}"
