@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,29 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import ROOT
+from tests.integration.test_cli import cli
 
 EXAMPLE_POLICY = ROOT / "consumer" / "example_policy.yaml"
-
-
-def _run(
-    *arguments: str, extra: dict[str, str] | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    """`python -m consumer ARGUMENTS`, without the machine's own settings."""
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("KAFKA_", "CXONE_", "SYNC_", "POLICY_", "TANSU_"))
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "consumer", *arguments],
-        env={**environment, **(extra or {})},
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _one_line(completed: subprocess.CompletedProcess[str], code: int = 2) -> str:
@@ -45,7 +24,7 @@ def _one_line(completed: subprocess.CompletedProcess[str], code: int = 2) -> str
 @pytest.mark.parametrize("command", ["demo", "sandbox"])
 def test_a_tansu_binary_that_does_not_exist_is_one_line(command: str) -> None:
     """`--tansu-bin /nonexistent` is one line naming it, exit 2, before anything starts."""
-    completed = _run(command, "--tansu-bin", "/nonexistent")
+    completed = cli(command, "--tansu-bin", "/nonexistent")
     line = _one_line(completed)
     assert line == (
         "the Tansu binary '/nonexistent' is not an executable file (--tansu-bin or TANSU_BIN)"
@@ -56,7 +35,7 @@ def test_a_tansu_binary_that_does_not_exist_is_one_line(command: str) -> None:
 @pytest.mark.parametrize("command", ["demo", "sandbox"])
 def test_a_tansu_bin_that_is_not_a_broker_is_one_line(command: str) -> None:
     """A TANSU_BIN that runs but is no broker (`true`) is one line asking about it, exit 2."""
-    completed = _run(command, extra={"TANSU_BIN": "/bin/true"})
+    completed = cli(command, environment={"TANSU_BIN": "/bin/true"})
     line = _one_line(completed)
     assert line == (
         "the Tansu broker exited at start-up; is --tansu-bin (or TANSU_BIN) a Tansu broker?"
@@ -72,7 +51,7 @@ def test_a_policy_without_the_demo_roles_says_why_before_starting(tmp_path: Path
         "  supervisor: {display_name: Supervisor, inherits_from: [agent], privileged: true}\n"
         "mass_revocation_guard: {max_revocations: 3, window_seconds: 300}\n"
     )
-    completed = _run("demo", "--policy-file", str(policy), timeout=30)
+    completed = cli("demo", "--policy-file", str(policy))
     line = _one_line(completed)
     assert line.startswith(f"demo: the policy {policy} cannot tell the demo's story: ")
     assert "admin_support, agent_basic, agent_blended" in line
@@ -89,7 +68,7 @@ def test_a_guard_the_demo_trips_stops_it_in_one_line(tmp_path: Path) -> None:
         "agent_voice: {display_name: Voice Agent}",
     ).replace("max_revocations: 50", "max_revocations: 3")
     policy.write_text(text)
-    completed = _run("demo", "--policy-file", str(policy), timeout=120)
+    completed = cli("demo", "--policy-file", str(policy))
     line = _one_line(completed)
     assert line.startswith("demo: the mass-revocation guard of the policy tripped after ")
     assert "guard.tripped" not in completed.stdout

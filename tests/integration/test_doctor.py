@@ -19,6 +19,7 @@ from consumer.settings import Settings
 from consumer.stream.guard_ledger import ensure_ledger_topic
 from tests.conftest import TEST_CREDENTIALS, BrokerEndpoint, Topics
 from tests.integration.harness import Pipeline, make_pipeline
+from tests.integration.test_pipeline import committed_offset
 from tests.integration.test_send_and_audit import cli, environment
 
 pytestmark = pytest.mark.asyncio
@@ -82,21 +83,6 @@ async def _topic_state(settings: Settings) -> tuple[set[str], dict[TopicPartitio
     return names, ends
 
 
-async def _committed(settings: Settings) -> int | None:
-    """The group's committed offset on the input topic's partition 0 (None: never committed)."""
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.kafka_group_id,
-        enable_auto_commit=False,
-    )
-    await probe.start()
-    try:
-        committed: int | None = await probe.committed(TopicPartition(settings.kafka_input_topic, 0))
-    finally:
-        await probe.stop()
-    return committed
-
-
 async def test_healthy_installation_passes_and_writes_nothing(
     topics: Topics,
     simulator_server: SimulatorServer,
@@ -108,7 +94,7 @@ async def test_healthy_installation_passes_and_writes_nothing(
     settings = pipeline.settings()
     # On a new cluster the first group lookup of any client makes the broker create its offsets
     # topic; this one happens before the doctor runs.
-    assert await _committed(settings) is None
+    assert await committed_offset(pipeline) is None
     before = await _topic_state(settings)
     simulator.clear_requests()
 
@@ -129,7 +115,7 @@ async def test_healthy_installation_passes_and_writes_nothing(
         assert "retention 7 d, cleanup.policy delete" in checks["topic input"].detail
     # Writes nothing: no record, no new topic, no committed offset, no SCIM write.
     assert await _topic_state(settings) == before
-    assert await _committed(settings) is None
+    assert await committed_offset(pipeline) is None
     methods = {(r.method, r.path.split("/")[1]) for r in simulator.requests}
     assert methods == {("POST", "auth"), ("GET", "scim")}
 
