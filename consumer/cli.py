@@ -270,6 +270,7 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
     """Start the embedded broker and CXone simulator; print the environment for `run`."""
     from consumer.demo import broker_binary, sandbox_guide
     from consumer.demo import sandbox as start_sandbox
+    from consumer.demo_ingress import running_ingress
     from consumer.observability.logging import configure_logging
 
     path, _ = _checked_policy(policy_file)
@@ -280,8 +281,11 @@ def sandbox(policy_file: PolicyOption = None, tansu_bin: TansuOption = None) -> 
     configure_logging("WARNING", "console")
 
     async def serve(stop: asyncio.Event) -> None:
-        async with start_sandbox(binary) as box:
-            for line in sandbox_guide(box, path):
+        async with (
+            start_sandbox(binary) as box,
+            running_ingress(box.environment(path), path) as ingress_url,
+        ):
+            for line in sandbox_guide(box, path, ingress_url):
                 typer.echo(line)
             typer.echo("# Ctrl-C stops the sandbox.", err=True)
             await stop.wait()

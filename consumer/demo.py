@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from consumer.catalog import Policy
+from consumer.demo_ingress import ingress_guide, running_ingress, scim_story
 from consumer.demo_summary import summary_lines
 from consumer.errors import ConfigurationError
 from consumer.events import AuditEvent
@@ -141,7 +142,7 @@ def example_policy() -> Path:
     return Path(str(resources.files("consumer").joinpath("example_policy.yaml")))
 
 
-def sandbox_guide(box: Sandbox, policy_file: Path) -> list[str]:
+def sandbox_guide(box: Sandbox, policy_file: Path, ingress_url: str | None = None) -> list[str]:
     """What `sandbox` prints: the exports, the seeded users, the admin routes, lines to paste."""
     lines = [f"export {name}={value}" for name, value in box.environment(policy_file).items()]
     lines += ["", "# Seeded CXone users and the roles they hold now:"]
@@ -164,7 +165,12 @@ def sandbox_guide(box: Sandbox, policy_file: Path) -> list[str]:
         f"#   curl -s {admin}users/u-1001",
         "#   curl -s localhost:9400/metrics | grep cxone_sync_events_total",
     ]
-    return lines
+    return lines + ingress_guide(ingress_url, scim_user_name(box))
+
+
+def scim_user_name(box: Sandbox) -> str:
+    """The userName of the seeded user the SCIM examples provision (u-1005)."""
+    return str(box.simulator.get_user(user_id(5))["userName"])
 
 
 def _seeded_users(box: Sandbox) -> list[tuple[str, str]]:
@@ -221,6 +227,11 @@ async def run_demo(
                     results = await _results_while_running(
                         service, audit, expected, within, progress
                     )
+                # The samples' story is told from their results alone.
+                results = dict(results)
+                async with running_ingress(box.environment(policy_file), policy_file) as url:
+                    if url is not None:
+                        await scim_story(url, scim_user_name(box), audit, echo, within=within)
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):

@@ -85,6 +85,11 @@ def test_demo_tells_the_story_of_every_kind_of_change(tmp_path: Path) -> None:
         "accepted": True,
     }
     assert examples[1]["escalation"] is True
+    # The SCIM chapter: an IdP provisions one user into three groups through the ingress.
+    start = next(i for i, line in enumerate(lines) if line.startswith("SCIM     an IdP provisions"))
+    audits = [line.split()[2:4] for line in lines[start : start + 7] if line.startswith("    2")]
+    assert audits == [["synced", "roles"], ["synced", "roles"], ["rejected", "approval_required"]]
+    assert "approved idp-group:CC Support Admins by sandbox-idp" in lines[start + 4]
     assert "CHANGED" not in completed.stdout
     footer = lines[lines.index("Next steps:") :]
     for command in ("sandbox", "run", "send", "audit"):
@@ -180,6 +185,31 @@ async def test_sandbox_guides_a_newcomer_from_exports_to_an_audit_line(tmp_path:
                 await asyncio.sleep(0.5)  # polling a subprocess; the deadline is the timeout
         assert "approved CHG-1 by secops" in audit
         assert "roles agent_basic -> agent_voice,admin_support" in audit
+
+        # Then the SCIM lines: provision a user and a group as an IdP would, read the audit.
+        async with asyncio.timeout(WITHIN):
+            while not printed[-1].startswith("#   cxone-role-sync audit --user {"):
+                line = (await sandbox.stdout.readline()).decode()
+                assert line, "the sandbox exited before printing its SCIM lines"
+                printed.append(line.rstrip("\n"))
+        curls = [line.removeprefix("#   ") for line in printed if "curl -s -X POST" in line]
+        assert len(curls) == 2
+        shell = await asyncio.create_subprocess_exec(
+            "sh", "-c", " && ".join(curls), env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+        )
+        answered, _ = await asyncio.wait_for(shell.communicate(), WITHIN)
+        assert shell.returncode == 0
+        assert json.loads(answered)["displayName"] == "CC Team Leads"
+        async with asyncio.timeout(WITHIN):
+            audit = ""
+            while "team_lead" not in audit:
+                code, audit, err = await cli(
+                    "audit", "--user", "u-1005", env=env, cwd=tmp_path, within=WITHIN
+                )
+                assert (code, err) == (0, "")
+                await asyncio.sleep(0.5)  # polling a subprocess; the deadline is the timeout
+        assert "synced" in audit
+        assert "idp.role-changes" in audit
 
         sandbox.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):

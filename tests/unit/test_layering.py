@@ -80,7 +80,7 @@ def test_only_the_demo_imports_the_sandbox() -> None:
         if _within(found.imported, "consumer.sandbox")
         and not _within(found.importer, "consumer.sandbox")
     }
-    assert importers == {"consumer.demo", "consumer.demo_summary"}
+    assert importers == {"consumer.demo", "consumer.demo_ingress", "consumer.demo_summary"}
 
 
 def test_the_cli_loads_the_demo_only_in_the_demo_and_sandbox_commands() -> None:
@@ -101,7 +101,16 @@ def test_the_service_and_replay_never_load_the_sandbox() -> None:
         assert not {m for m in loaded if _within(m, "consumer.sandbox") or m == "consumer.demo"}
 
 
-PURE = ("consumer.policy", "consumer.scim.mapping", "consumer.fold", "consumer.approvals")
+PURE = (
+    "consumer.policy",
+    "consumer.scim.mapping",
+    "consumer.fold",
+    "consumer.approvals",
+    "consumer.idp_mapping",
+    "consumer.ingress.desired",
+    "consumer.ingress.emission",
+    "consumer.ingress.compat",
+)
 PURE_STDLIB = {
     "__future__",
     "collections",
@@ -109,6 +118,7 @@ PURE_STDLIB = {
     "dataclasses",
     "datetime",
     "enum",
+    "functools",
     "hashlib",
     "hmac",
     "json",
@@ -116,6 +126,9 @@ PURE_STDLIB = {
 }
 PURE_CONSUMER = {
     "consumer.approvals",
+    "consumer.idp_mapping",
+    "consumer.ingress",
+    "consumer.ingress.desired",
     "consumer.catalog",
     "consumer.errors",
     "consumer.events",
