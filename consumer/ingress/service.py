@@ -115,6 +115,9 @@ class Ingress:
             connection, settings.ingress_state_topic, setting="INGRESS_STATE_TOPIC"
         )
         journal = StateTopic(producer, connection=connection, topic=settings.ingress_state_topic)
+        # Read once now, so a topic that cannot be read (permissions, partitions) stops start-up
+        # with one line; the writer reads it again when it wins, as it may have changed since.
+        await _readable(journal)
         emitter_box: list[Emitter] = []
         storage = PersistedStorage(
             journal,
@@ -180,9 +183,10 @@ class Ingress:
         assert self.emitter is not None
         try:
             records = await self._journal.read_all()
-        except KafkaError as error:
-            log.error("ingress.rebuild_failed", error=type(error).__name__)
-            raise
+        except (KafkaError, ConfigurationError, ValueError) as error:
+            # Not ready, and says why; the group gives the partition back on the next rebalance.
+            log.error("ingress.rebuild_failed", error=type(error).__name__, detail=str(error))
+            return
         self.storage.load(records)
         self.emitter.load(records)
         self.emitter.active = True
@@ -280,6 +284,16 @@ class Ingress:
                 task.cancel()
         self._tasks.clear()
         await self._stack.aclose()
+
+
+async def _readable(journal: StateTopic) -> None:
+    try:
+        await journal.read_all()
+    except KafkaError as error:
+        raise ConfigurationError(
+            f"start-up error: INGRESS_STATE_TOPIC: cannot read {journal.topic}: "
+            f"{type(error).__name__}"
+        ) from None
 
 
 def _port_error(setting: str, host: str, port: int, error: BaseException) -> ConfigurationError:

@@ -69,6 +69,24 @@ def idp_client(ingress: Ingress, token: str = TOKEN) -> httpx.AsyncClient:
     )
 
 
+async def provision(
+    idp: httpx.AsyncClient, user_name: str, group_name: str
+) -> tuple[str, dict[str, Any]]:
+    """Create a user and a group holding it, as an IdP does; return the user id and the group."""
+    user = await idp.post("/Users", json={"schemas": [USER_SCHEMA], "userName": user_name})
+    assert user.status_code == 201, user.text
+    group = await idp.post(
+        "/Groups",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": group_name,
+            "members": [{"value": user.json()["id"]}],
+        },
+    )
+    assert group.status_code == 201, group.text
+    return str(user.json()["id"]), group.json()
+
+
 def patch(*operations: dict[str, Any]) -> dict[str, Any]:
     """A PatchOp body."""
     return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
@@ -84,6 +102,10 @@ class EventLog:
     def events(self) -> list[RoleChangeEvent]:
         """Every event read so far, in topic order."""
         return [parse_event(value) for _, value, _ in self._reader.records]
+
+    async def poll(self) -> None:
+        """Fetch what arrived on the topic since the last look."""
+        await self._reader.poll()
 
     async def settle(self, ingress: Ingress, count: int, *, within: float = 15.0) -> None:
         """Wait until the emitter is idle and `count` events in all are on the topic."""

@@ -11,10 +11,10 @@ from tests.conftest import Topics
 from tests.integration.harness import running_service, wait_until
 from tests.integration.ingress_harness import (
     GROUP_SCHEMA,
-    USER_SCHEMA,
     idp_client,
     ingress_pipeline,
     patch,
+    provision,
     running_ingress,
 )
 
@@ -45,19 +45,7 @@ async def test_an_approving_group_syncs_a_privileged_role_and_a_plain_group_is_r
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
         idp_client(ingress) as idp,
     ):
-        user = await idp.post(
-            "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
-        )
-        user_id = user.json()["id"]
-        admins = await idp.post(
-            "/Groups",
-            json={
-                "schemas": [GROUP_SCHEMA],
-                "displayName": "CC Support Admins",
-                "members": [{"value": user_id}],
-            },
-        )
-        assert admins.status_code == 201
+        user_id, _ = await provision(idp, "jdoe@example.com", "CC Support Admins")
         await audit.wait_for_results(1, within=60)
         security = await idp.post(
             "/Groups",

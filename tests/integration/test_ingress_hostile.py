@@ -91,7 +91,7 @@ async def test_hostile_bodies_filters_and_types_get_scim_errors_and_emit_nothing
             scim_error(await idp.post("/Widgets", json={}), 404)
         assert ingress.emitter is not None
         await ingress.emitter.settled()
-        await log._reader.poll()
+        await log.poll()
         assert log.events == []
 
 

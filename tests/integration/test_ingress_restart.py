@@ -12,12 +12,11 @@ from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import wait_until
 from tests.integration.ingress_harness import (
-    GROUP_SCHEMA,
-    USER_SCHEMA,
     event_log,
     idp_client,
     ingress_pipeline,
     patch,
+    provision,
     running_ingress,
 )
 
@@ -32,24 +31,14 @@ async def test_a_restart_rebuilds_users_and_groups_and_emits_nothing_for_unchang
     pipeline = await ingress_pipeline(topics, simulator_server)
     async with event_log(pipeline) as log:
         async with running_ingress(pipeline) as first, idp_client(first) as idp:
-            user = await idp.post(
-                "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
-            )
-            group = await idp.post(
-                "/Groups",
-                json={
-                    "schemas": [GROUP_SCHEMA],
-                    "displayName": "CC Agents",
-                    "members": [{"value": user.json()["id"]}],
-                },
-            )
+            user_id, group = await provision(idp, "jdoe@example.com", "CC Agents")
             await log.settle(first, 1)
-            before = [(await idp.get(f"/Users/{user.json()['id']}")).json(), group.json()]
+            before = [(await idp.get(f"/Users/{user_id}")).json(), group]
         async with running_ingress(pipeline) as second, idp_client(second) as idp:
             assert second.emitter is not None
             await second.emitter.settled()
-            after_user = (await idp.get(f"/Users/{user.json()['id']}")).json()
-            after_group = (await idp.get(f"/Groups/{group.json()['id']}")).json()
+            after_user = (await idp.get(f"/Users/{user_id}")).json()
+            after_group = (await idp.get(f"/Groups/{group['id']}")).json()
             # The same resource; only the port in meta.location moved with the new instance.
             assert after_user["meta"].pop("location") != before[0]["meta"].pop("location")
             assert after_user == before[0]
@@ -57,17 +46,17 @@ async def test_a_restart_rebuilds_users_and_groups_and_emits_nothing_for_unchang
             assert after_group["meta"]["version"] == before[1]["meta"]["version"]
             # A change after the restart gets a version never given out before.
             renamed = await idp.patch(
-                f"/Groups/{group.json()['id']}",
+                f"/Groups/{group['id']}",
                 json=patch({"op": "replace", "path": "displayName", "value": "CC Voice Agents"}),
             )
             assert renamed.status_code in (200, 204)
-            now = (await idp.get(f"/Groups/{group.json()['id']}")).json()
+            now = (await idp.get(f"/Groups/{group['id']}")).json()
             assert now["meta"]["version"] not in {
                 before[0]["meta"]["version"],
                 before[1]["meta"]["version"],
             }
             await log.settle(second, 2)
-        await log._reader.poll()
+        await log.poll()
         assert log.summary() == [
             ("roles.changed", "u-1001", ("agent_basic",), None),
             ("roles.changed", "u-1001", ("agent_voice",), None),
@@ -82,19 +71,9 @@ async def test_a_change_persisted_before_a_crash_but_not_emitted_is_emitted_afte
     pipeline = await ingress_pipeline(topics, simulator_server)
     async with event_log(pipeline) as log:
         async with running_ingress(pipeline) as first, idp_client(first) as idp:
-            user = await idp.post(
-                "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
-            )
-            group = await idp.post(
-                "/Groups",
-                json={
-                    "schemas": [GROUP_SCHEMA],
-                    "displayName": "CC Agents",
-                    "members": [{"value": user.json()["id"]}],
-                },
-            )
+            _, group = await provision(idp, "jdoe@example.com", "CC Agents")
             await log.settle(first, 1)
-            leads = group.json() | {"displayName": "CC Team Leads"}
+            leads = group | {"displayName": "CC Team Leads"}
         # What a crash right after the acknowledged write and before the emit leaves behind:
         # the group's new record on the state topic, and no event, no emitted record for it.
         producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
@@ -126,21 +105,11 @@ async def test_a_user_not_yet_in_cxone_is_emitted_once_cxone_has_it(
     pipeline = await ingress_pipeline(topics, simulator_server)
     async with running_ingress(pipeline) as ingress, event_log(pipeline) as log:
         async with idp_client(ingress) as idp:
-            user = await idp.post(
-                "/Users", json={"schemas": [USER_SCHEMA], "userName": "late@example.com"}
-            )
-            await idp.post(
-                "/Groups",
-                json={
-                    "schemas": [GROUP_SCHEMA],
-                    "displayName": "CC Agents",
-                    "members": [{"value": user.json()["id"]}],
-                },
-            )
+            user_id, _ = await provision(idp, "late@example.com", "CC Agents")
         assert ingress.emitter is not None
         await ingress.emitter.settled()
-        assert ingress.emitter.unresolved == {user.json()["id"]}
-        await log._reader.poll()
+        assert ingress.emitter.unresolved == {user_id}
+        await log.poll()
         assert log.events == []
         simulator_server.simulator.seed_user("u-2001", "late@example.com")
         await wait_until(lambda: not ingress.emitter.unresolved, within=10, what="the retry")  # type: ignore[union-attr]

@@ -9,12 +9,12 @@ from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import fast_tuning
 from tests.integration.ingress_harness import (
-    GROUP_SCHEMA,
     USER_SCHEMA,
     event_log,
     idp_client,
     ingress_pipeline,
     ingress_settings,
+    provision,
 )
 
 pytestmark = pytest.mark.timeout(150)
@@ -44,28 +44,18 @@ async def test_one_instance_serves_and_the_other_takes_over_with_its_state(
                 assert refused.json()["status"] == "503"
                 assert (await idp.get("/ServiceProviderConfig")).status_code == 200
             async with idp_client(writer) as idp:
-                user = await idp.post(
-                    "/Users", json={"schemas": [USER_SCHEMA], "userName": "jdoe@example.com"}
-                )
-                await idp.post(
-                    "/Groups",
-                    json={
-                        "schemas": [GROUP_SCHEMA],
-                        "displayName": "CC Agents",
-                        "members": [{"value": user.json()["id"]}],
-                    },
-                )
+                user_id, _ = await provision(idp, "jdoe@example.com", "CC Agents")
             await log.settle(writer, 1)
             await writer.stop()
             assert await standby.serving_within(30.0)
             async with idp_client(standby) as idp:
-                found = await idp.get(f"/Users/{user.json()['id']}")
+                found = await idp.get(f"/Users/{user_id}")
                 assert found.json()["userName"] == "jdoe@example.com"
                 groups = await idp.get("/Groups", params={"filter": 'displayName eq "CC Agents"'})
                 assert groups.json()["totalResults"] == 1
             assert standby.emitter is not None
             await standby.emitter.settled()
-            await log._reader.poll()
+            await log.poll()
             # The new writer emitted nothing again: the first one's emitted state was on the topic.
             assert log.summary() == [("roles.changed", "u-1001", ("agent_basic",), None)]
     finally:
