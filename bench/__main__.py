@@ -1,8 +1,8 @@
 """`python -m bench [PART ...]`: run benchmark parts, print their tables, write a results file.
 
-Parts: transport, throughput, backlog, ratelimit, guard, classify, peer (all seven when none
-is named). A summary table of the ratios closes the run, from the results of the parts that ran.
-Running all of them writes bench/results/latest.md unless `--output` says otherwise; running
+Parts: transport, throughput, backlog, ratelimit, guard, classify, peer, replay (all eight when
+none is named). A summary table of the ratios closes the run, from the results of the parts that
+ran. Running all of them writes bench/results/latest.md unless `--output` says otherwise; running
 some writes a file only when `--output` is given. Every part starts and stops its own processes
 (Tansu broker, simulator, service) and is bounded in time.
 """
@@ -18,14 +18,32 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import backlog, classify, guard, peer, ratelimit, throughput, transport
+from bench import (
+    backlog,
+    classify,
+    guard,
+    peer,
+    ratelimit,
+    replay_memory,
+    throughput,
+    transport,
+)
 from bench.machine import CpuSample, machine_lines
 from bench.report import Table
 from bench.summary import Findings, summary
 from consumer.observability.logging import configure_logging
 from consumer.sandbox.broker import EmbeddedBroker, resolve_tansu_binary
 
-PARTS = ("transport", "throughput", "backlog", "ratelimit", "guard", "classify", "peer")
+PARTS = (
+    "transport",
+    "throughput",
+    "backlog",
+    "ratelimit",
+    "guard",
+    "classify",
+    "peer",
+    "replay",
+)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.md"
 
 
@@ -64,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     group = parser.add_argument_group("classify")
     group.add_argument("--reads", type=int, default=30, help="reads of each record shape")
+    group = parser.add_argument_group("replay")
+    group.add_argument("--replay-events", type=int, default=50_000, help="events replayed")
+    group.add_argument("--replay-users", type=int, default=1_000, help="users they are about")
     group = parser.add_argument_group("peer")
     group.add_argument("--peer-service-events", type=int, default=3000, help="the service's burst")
     group.add_argument("--peer-events", type=int, default=400, help="the sequential peer's")
@@ -106,6 +127,10 @@ def _parts(
         instances=tuple(arguments.instances or (1, 2, 4)),
     )
 
+    replay_options = replay_memory.ReplayMemoryOptions(
+        events=arguments.replay_events, users=arguments.replay_users
+    )
+
     async def transport_part() -> list[Table]:
         return [await transport.run(transport_options)]
 
@@ -137,6 +162,7 @@ def _parts(
         "guard": _broker_part(arguments, lambda broker: guard.run(broker, guard.GuardOptions())),
         "classify": classify_part,
         "peer": _broker_part(arguments, peer_part),
+        "replay": _broker_part(arguments, lambda broker: replay_memory.run(broker, replay_options)),
     }
 
 

@@ -189,6 +189,7 @@ def replay(
                 max_revocations=max_revocations,
                 max_writes=max_writes,
                 progress=ReplayProgress(),
+                keep_results=False,
             )
         )
     except ConfigurationError as error:

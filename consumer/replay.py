@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from consumer.events import Mode, Outcome, SyncResult
 from consumer.observability.http import HealthState
 from consumer.progress import ReplayProgress
 from consumer.replay_range import (
+    WINDOW_EVENTS,
     Entry,
     RangeReader,
     ReplayRange,
-    ReplayRead,
+    Window,
     open_range,
     parse_offsets,
     read_range,
@@ -74,12 +76,16 @@ class ExitCode(IntEnum):
 
 @dataclass
 class ReplaySummary:
-    """What a replay read and did."""
+    """What a replay read and did: counts, and every result only when `keep_results`."""
 
     records: int = 0
     invalid: int = 0
     users: int = 0
     results: list[SyncResult] = field(default_factory=list)
+    keep_results: bool = True
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    # Results that carry a payload: a user written (or, dry-running, one that would be).
+    writes: int = 0
     # Revocations the guard refused to let through, and the users never started after it.
     held: int = 0
     not_started: int = 0
@@ -88,9 +94,22 @@ class ReplaySummary:
     refused_writes: int | None = None
     max_writes: int | None = None
 
+    def record(self, result: SyncResult) -> None:
+        """Count one result (and keep it, when results are kept)."""
+        self.outcomes[result.outcome] += 1
+        if result.payload_sha256 is not None:
+            self.writes += 1
+        if self.keep_results:
+            self.results.append(result)
+
+    @property
+    def total(self) -> int:
+        """How many results there were."""
+        return sum(self.outcomes.values())
+
     def count(self, outcome: Outcome) -> int:
         """How many results had this outcome."""
-        return sum(1 for result in self.results if result.outcome is outcome)
+        return self.outcomes[outcome]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -144,8 +163,14 @@ async def replay(
     max_revocations: int | None = None,
     max_writes: int | None = None,
     progress: ReplayProgress | None = None,
+    keep_results: bool = True,
+    window: int = WINDOW_EVENTS,
 ) -> ReplaySummary:
-    """Re-apply each user's events in the range, folded; audit everything unless dry-running."""
+    """Re-apply each user's events in the range, folded; audit everything unless dry-running.
+
+    The summary keeps every result only with `keep_results` (the command counts them instead,
+    so its memory does not grow with the range).
+    """
     policy = load_policy(settings.policy_file)
     progress = progress or ReplayProgress(interactive=False)
     async with open_range(settings, selection, progress) as reader:
@@ -159,6 +184,8 @@ async def replay(
             max_revocations=max_revocations,
             max_writes=max_writes,
             progress=progress,
+            keep_results=keep_results,
+            window=window,
         )
 
 
@@ -173,6 +200,8 @@ async def _replay_read(
     max_revocations: int | None,
     max_writes: int | None,
     progress: ReplayProgress,
+    keep_results: bool = True,
+    window: int = WINDOW_EVENTS,
 ) -> ReplaySummary:
     """Apply what was read, looking past the range again before each user's write."""
     found = reader.found
@@ -183,19 +212,20 @@ async def _replay_read(
     summary = ReplaySummary(
         records=found.records,
         invalid=found.invalid,
-        users=len(found.users),
+        users=len(found.last),
         revocation_limit=limit,
         max_writes=max_writes,
+        keep_results=keep_results,
     )
-    progress.start_applying(len(found.users))
+    progress.start_applying(len(found.last))
     async with AsyncExitStack() as stack:
         cxone = await open_cxone(
             settings, stack, tuning=tuning or Tuning(), health=HealthState(), replay=True
         )
         if max_writes is not None and not dry_run:
-            dry = ReplaySummary()
-            await _apply_all(settings, policy, cxone.scim, found, dry, dry_run=True)
-            writes = sum(1 for result in dry.results if result.payload_sha256 is not None)
+            dry = ReplaySummary(keep_results=False)
+            await _apply_all(settings, policy, cxone.scim, reader, dry, dry_run=True, window=window)
+            writes = dry.writes
             if writes > max_writes:
                 summary.refused_writes = writes
                 progress.finish()
@@ -212,7 +242,7 @@ async def _replay_read(
             settings,
             policy,
             cxone.scim,
-            found,
+            reader,
             summary,
             dry_run=dry_run,
             gate=None if dry_run else _RunGate(limit),
@@ -220,6 +250,7 @@ async def _replay_read(
             echo=echo,
             progress=progress,
             look_for_newer=None if dry_run else reader.look_for_newer,
+            window=window,
         )
     progress.finish()
     return summary
@@ -229,7 +260,7 @@ async def _apply_all(
     settings: Settings,
     policy: Policy,
     scim: ScimClient,
-    found: ReplayRead,
+    reader: RangeReader,
     summary: ReplaySummary,
     *,
     dry_run: bool,
@@ -238,8 +269,15 @@ async def _apply_all(
     echo: Callable[[str], None] = lambda _: None,
     progress: ReplayProgress | None = None,
     look_for_newer: Callable[[], Awaitable[None]] | None = None,
+    window: int = WINDOW_EVENTS,
 ) -> None:
-    """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once."""
+    """Apply every user's folded events, at most SYNC_MAX_CONCURRENCY at once, window by window.
+
+    A range longer than a window is applied window after window: a user with events in several
+    windows is written once per window, in order, each write folding that window's events.
+    """
+    found = reader.found
+    not_started: set[str] = set()
     if look_for_newer is not None:
         look = look_for_newer
 
@@ -259,7 +297,7 @@ async def _apply_all(
     slots = asyncio.Semaphore(settings.sync_max_concurrency)
 
     async def record(result: SyncResult) -> None:
-        summary.results.append(result)
+        summary.record(result)
         if publisher is not None:
             await publisher.publish_result(result)
 
@@ -267,9 +305,10 @@ async def _apply_all(
         *older, (event, source) = entries
         async with slots:
             if gate is not None and gate.tripped:
-                summary.not_started += 1
+                not_started.add(user_id)
                 return
             newer = found.newer.get(user_id)
+            last = found.last.get(user_id, entries[-1])
             if newer is not None:
                 # The live consumer owns this user's newer state; writing ours could undo it.
                 superseding = newer
@@ -277,7 +316,8 @@ async def _apply_all(
             elif user_id in found.owed_to_live:
                 # The live consumer has yet to finish an event of this user and will write it:
                 # the newest state written here could come before one of its older writes.
-                superseding = event
+                superseding = last[0]
+                older = entries[:-1] if entries[-1][1] == last[1] else entries
             else:
                 received_at = time.monotonic()
                 try:
@@ -298,7 +338,8 @@ async def _apply_all(
                 else:
                     await record(applied.result)
                     echo(describe(applied.result))
-                    if progress is not None:
+                    if progress is not None and source == last[1]:
+                        # Counted once per user, at the write of their newest event.
                         progress.applied(applied.result)
                     # Each folded event has its own result, with its own decision.
                     for folded in applied.folded:
@@ -316,7 +357,11 @@ async def _apply_all(
                 )
             )
 
-    await asyncio.gather(*(one(user_id, entries) for user_id, entries in found.users.items()))
+    async def apply_window(window: Window) -> None:
+        await asyncio.gather(*(one(user_id, entries) for user_id, entries in window.items()))
+
+    await reader.windows(apply_window, size=window)
+    summary.not_started = len(not_started)
     if gate is not None:
         summary.held = gate.held
 
@@ -376,7 +421,7 @@ def summary_lines(
         for outcome in outcomes
         if summary.count(outcome)
     ]
-    lines.append(f"  {'total':<11} {len(summary.results):>5}")
+    lines.append(f"  {'total':<11} {summary.total:>5}")
     if summary.held:
         lines.append(
             f"replay stopped: the mass-revocation guard held {summary.held} revocation(s)"

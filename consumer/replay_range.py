@@ -4,6 +4,10 @@ The end is each partition's end offset captured when the read starts, so the rea
 much traffic keeps arriving. Records are validated exactly as the live path validates them.
 After the range, the rest of each partition up to its end at that moment is read for one thing
 only: which users already have a newer event, which the live consumer will write.
+
+Memory follows the users, not the range: the first read keeps each user's newest event only
+(`ReplayRead.last`); the events themselves are read again, window by window (`RangeReader.windows`),
+so at most a window of them is held however long the range.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,11 +75,18 @@ def parse_offsets(text: str) -> dict[int, int]:
 Entry = tuple[RoleChangeEvent, SourcePosition]
 
 
+WINDOW_EVENTS = 10_000
+"""The most events a replay holds at once (one fetch more at most): the window it applies."""
+
+Window = dict[str, list[Entry]]
+"""Each user's events of one window, oldest first."""
+
+
 @dataclass
 class ReplayRead:
-    """What reading the range found: each user's events, oldest first, and the counts."""
+    """What reading the range found: each user's newest event in it, and the counts."""
 
-    users: dict[str, list[Entry]] = field(default_factory=dict)
+    last: dict[str, Entry] = field(default_factory=dict)
     # The first event of a user beyond the range: that user is left to the live consumer.
     newer: dict[str, RoleChangeEvent] = field(default_factory=dict)
     # Users with an event in the range at or past the live group's committed offset: the live
@@ -100,17 +111,68 @@ class RangeReader:
         self,
         kafka: AIOKafkaConsumer,
         partitions: list[TopicPartition],
-        max_bytes: int,
+        settings: Settings,
+        since_ms: int,
         profile: BrokerProfile,
     ) -> None:
         self.found = ReplayRead()
         self._kafka = kafka
         self._profile = profile
         self._partitions = partitions
-        self._max_bytes = max_bytes
+        self._settings = settings
+        self._max_bytes = settings.kafka_max_record_bytes
+        self._since_ms = since_ms
         self._lock = asyncio.Lock()
         self._started = 0
         self._finished = 0
+        # Where the range starts, and where the first read of it ended each partition.
+        self.starts: dict[TopicPartition, int] = {}
+        self.ends: dict[TopicPartition, LogEnd] = {}
+
+    async def windows(
+        self, apply: Callable[[Window], Awaitable[None]], *, size: int = WINDOW_EVENTS
+    ) -> None:
+        """Read the range again and hand its events to `apply`, at most about `size` at a time.
+
+        In order: a user's events of one window all come before any of theirs in the next.
+        """
+        kafka = AIOKafkaConsumer(
+            **connection_options(self._settings), group_id=None, enable_auto_commit=False
+        )
+        window: Window = {}
+        held = 0
+
+        def in_range(record_timestamp: int, entry: Entry | None) -> None:
+            nonlocal held
+            if record_timestamp < self._since_ms or entry is None:
+                return
+            window.setdefault(entry[0].user_id, []).append(entry)
+            held += 1
+
+        async def after_batch() -> None:
+            nonlocal window, held
+            if held >= size:
+                full, window, held = window, {}, 0
+                await apply(full)
+
+        try:
+            await kafka.start()
+            kafka.assign(self._partitions)
+            for tp, offset in self.starts.items():
+                kafka.seek(tp, offset)
+            await _read_to_end(
+                kafka,
+                self.ends,
+                max_bytes=self._max_bytes,
+                on_record=in_range,
+                on_beyond=lambda _timestamp, _entry: None,
+                after_batch=after_batch,
+                max_records=max(1, min(1000, size)),
+            )
+        finally:
+            await stop_consumer(kafka)
+        if window:
+            await apply(window)
 
     def beyond(self, record_timestamp: int, entry: Entry | None) -> None:
         """Note a record past the range: its user has a newer event, the live consumer's."""
@@ -162,13 +224,14 @@ async def open_range(
     try:
         partitions = await _start_positions(kafka, settings.kafka_input_topic, selection)
         profile = await probe_broker(connection_options(settings))
-        reader = RangeReader(kafka, partitions, settings.kafka_max_record_bytes, profile)
-        found = reader.found
         # Some brokers answer a time lookup loosely (Tansu 0.6 may return an earlier offset),
         # so records older than --since are also skipped here.
         since_ms = int(selection.since.timestamp() * 1000) if selection.since else -1
+        reader = RangeReader(kafka, partitions, settings, since_ms, profile)
+        found = reader.found
         ends = await log_ends(kafka, partitions, profile)
         starts = {tp: await kafka.position(tp) for tp in partitions}
+        reader.starts = starts
         progress.records_expected = sum(max(0, ends[tp].offset - starts[tp]) for tp in partitions)
 
         def in_range(record_timestamp: int, entry: Entry | None) -> None:
@@ -179,8 +242,7 @@ async def open_range(
             if entry is None:
                 found.invalid += 1
                 return
-            event, _ = entry
-            found.users.setdefault(event.user_id, []).append(entry)
+            found.last[entry[0].user_id] = entry
 
         await _read_to_end(
             kafka,
@@ -189,6 +251,9 @@ async def open_range(
             on_record=in_range,
             on_beyond=reader.beyond,
         )
+        # Where this read ended each partition, exactly: the windows read again up to there, by
+        # offset alone, so they hold the very records read here whatever arrived since.
+        reader.ends = {tp: LogEnd(await kafka.position(tp)) for tp in partitions}
         found.owed_to_live = await _owed_to_live(settings, found)
         # The rest of each partition, up to its end now: which users the live consumer has
         # newer events for. Bounded: traffic arriving from here on is read only by later looks.
@@ -211,21 +276,17 @@ async def _owed_to_live(settings: Settings, found: ReplayRead) -> set[str]:
     try:
         await probe.start()
         partitions = {
-            TopicPartition(source.topic, source.partition)
-            for entries in found.users.values()
-            for _, source in entries
+            TopicPartition(source.topic, source.partition) for _, source in found.last.values()
         }
         committed = {tp: await probe.committed(tp) for tp in partitions}
     finally:
         await stop_consumer(probe)
+    # A user's events share a partition (keyed by user), so their newest has the highest offset.
     return {
         user_id
-        for user_id, entries in found.users.items()
-        if any(
-            (at := committed.get(TopicPartition(source.topic, source.partition))) is not None
-            and source.offset >= at
-            for _, source in entries
-        )
+        for user_id, (_, source) in found.last.items()
+        if (at := committed.get(TopicPartition(source.topic, source.partition))) is not None
+        and source.offset >= at
     }
 
 
@@ -236,6 +297,8 @@ async def _read_to_end(
     max_bytes: int,
     on_record: Callable[[int, Entry | None], None],
     on_beyond: Callable[[int, Entry | None], None],
+    after_batch: Callable[[], Awaitable[None]] | None = None,
+    max_records: int = 1000,
 ) -> None:
     """Hand every record below `ends` to `on_record`; stop each partition at its end.
 
@@ -246,7 +309,7 @@ async def _read_to_end(
     active = {tp for tp in ends if not await _read_to_highwater(kafka, tp, ends[tp])}
     empty = 0
     while active:
-        batch = await kafka.getmany(*active, timeout_ms=500, max_records=1000)
+        batch = await kafka.getmany(*active, timeout_ms=500, max_records=max_records)
         for tp, fetched in batch.items():
             for record in fetched:
                 entry = _entry(record, max_bytes=max_bytes)
@@ -257,6 +320,8 @@ async def _read_to_end(
                     active.discard(tp)
                     break
                 on_record(record.timestamp, entry)
+        if after_batch is not None:
+            await after_batch()
         if batch:
             empty = 0
             # Read to the high watermark of the last fetch (right on every broker): done, without

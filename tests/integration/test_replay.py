@@ -426,3 +426,42 @@ async def test_a_user_with_an_event_past_the_range_is_left_to_the_live_consumer(
     assert {by_event[e].detail for e in ("e1", "e3")} == {"superseded_by=e-late"}
     assert "e-late" not in by_event
     assert _puts(simulator_server) == ["/scim/v2/Users/u-2"]
+
+
+async def test_a_range_longer_than_the_window_is_applied_window_by_window(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """With a 4-event window, 24 events of 3 users end in each user's newest roles, every event
+    audited once, in order: a user is written once per window holding their events."""
+    roles = ("agent_voice", "agent_digital", "qa_evaluator", "reporting_analyst")
+    users = ("u-1", "u-2", "u-3")
+    for user in users:
+        simulator_server.simulator.seed_user(
+            user, f"{user}@example.com", roles=[("agent_basic", None, True)]
+        )
+    pipeline = await make_pipeline(topics, simulator_server)
+    events = [
+        _event(users[n % 3], f"w{n}", roles[(n // 3) % len(roles)], roles[(n // 3 + 1) % 4])
+        for n in range(24)
+    ]
+    await produce(pipeline.bootstrap_servers, pipeline.input_topic, events)
+
+    summary = await replay(
+        pipeline.settings(),
+        ReplayRange(from_beginning=True),
+        dry_run=False,
+        echo=lambda _: None,
+        tuning=fast_tuning(),
+        window=4,
+    )
+
+    sim = simulator_server.simulator
+    newest = {users[n % 3]: n for n in range(24)}
+    assert {user: [r["value"] for r in sim.get_user(user)["roles"]] for user in users} == {
+        user: [roles[(n // 3) % 4], roles[(n // 3 + 1) % 4]] for user, n in newest.items()
+    }
+    assert sorted(r.event_id for r in summary.results) == sorted(f"w{n}" for n in range(24))
+    assert summary.total == summary.records == 24
+    # More than one write per user (one per window), fewer than one per event.
+    assert len(users) < len(_puts(simulator_server)) < 24
+    assert summary.exit_code == 0
