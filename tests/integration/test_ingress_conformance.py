@@ -72,7 +72,10 @@ async def test_every_scim2_tester_check_passes_for_users_groups_patch_and_discov
         for result in results
         if result.status not in PASSING
     ]
-    print(f"scim2-tester: {len(results)} checks, {dict(tally)}")
+    by_type = Counter(result.resource_type or "server" for result in results)
+    by_tag = Counter(tag for result in results for tag in result.tags)
+    print(f"scim2-tester: {len(results)} checks, {dict(tally)}, by resource type {dict(by_type)}")
+    print(f"scim2-tester: by tag {dict(sorted(by_tag.items()))}")
     assert failing == []
     covered = {tag for result in results for tag in result.tags}
     assert {"discovery", "crud:create", "crud:read", "crud:update", "crud:delete"} <= covered
