@@ -103,6 +103,10 @@ class RevocationGate:
             guard.reassign(share)
             self._share_changed(guard)
             return
+        if guard.share.total == share.total:
+            # Partitions gone are dropped at once: were one to come back before the ledger
+            # is read, what its other owner spent meanwhile must be read, not our old window.
+            guard.reassign(Share(guard.share.owned & share.owned, share.total))
         self._start(self._load(guard, share))
 
     def _start(self, work: Callable[[int], Awaitable[None]]) -> None:

@@ -201,3 +201,27 @@ def test_negative_charges_are_refused(revocations: int) -> None:
     """Charging a negative number of revocations is a bug."""
     with pytest.raises(ValueError, match="negative"):
         RevocationGuard(1, 10).charge(0.0, revocations)
+
+
+async def test_a_partition_back_before_the_ledger_was_read_takes_its_other_owners_spend(
+    manual_clock: ManualClock,
+) -> None:
+    """Partition 1 lost and back while the ledger read hangs: its other owner's spend counts."""
+    ledger = Ledger()
+    gate = RevocationGate(RevocationGuard(2, 60.0), ledger=ledger, clock=manual_clock)
+    gate.reassign(Share.of({0, 1}, 2))
+    await asyncio.wait_for(gate.admit(), 5)
+    ledger.readable.clear()
+    gate.reassign(Share.of({0}, 2))
+    # Meanwhile the other member spent partition 1's budget.
+    ledger.entries[1] = [manual_clock()]
+    gate.reassign(Share.of({0, 1}, 2))
+    ledger.readable.set()
+    held = asyncio.create_task(gate.admit())
+    await wait_until(lambda: gate.tripped, within=5, what="the guard to trip")
+    status = gate.status()
+    assert status is not None
+    assert status["spent"] == 2
+    gate.release()
+    await asyncio.wait_for(held, 5)
+    await gate.aclose()
