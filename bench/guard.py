@@ -38,7 +38,7 @@ class GuardOptions:
     instances: tuple[int, ...] = (1, 2, 4)
     max_revocations: int = 10
     window_seconds: int = 300
-    revocations: int = 40
+    revocations: int = 60
     partitions: int = 4
     within: float = 120.0
 
