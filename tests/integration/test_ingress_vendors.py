@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from consumer.sandbox.server import SimulatorServer
@@ -220,3 +221,13 @@ async def test_entra_sequence_capitalised_ops_string_booleans_app_roles_and_dele
             ("deactivated", "u-1002", (), None),
         ]
         assert {event.source for event in log.events} == {"entra/contoso"}
+        assert ingress.health_server is not None
+        async with httpx.AsyncClient() as scraper:
+            metrics = (await scraper.get(ingress.health_server.url + "/metrics")).text
+        # Counters are shared by the tests of one process: their series, not their values.
+        assert 'cxone_ingress_requests_total{operation="patch",status="204"}' in metrics
+        assert 'cxone_ingress_requests_total{operation="delete",status="204"}' in metrics
+        assert 'cxone_ingress_events_total{type="idp.user.deactivated"}' in metrics
+        assert 'cxone_ingress_state_resources{kind="users"} 0.0' in metrics
+        assert 'cxone_ingress_state_resources{kind="groups"} 1.0' in metrics
+        assert "cxone_ingress_unresolved_users 0.0" in metrics
