@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from consumer.events import Outcome
+from consumer.observability.http import HealthState
 from consumer.sandbox.faults import Fault
 from consumer.sandbox.feed import AuditReader, produce
 from consumer.sandbox.server import SimulatorServer
@@ -23,6 +24,7 @@ from consumer.scim.auth import TokenBackoff
 from tests.conftest import Topics
 from tests.integration.harness import (
     ROOT,
+    Pipeline,
     fast_tuning,
     make_pipeline,
     running_service,
@@ -48,6 +50,19 @@ def roles_of(simulator: CxoneSimulator, user_id: str) -> list[str]:
     return [role["value"] for role in simulator.get_user(user_id).get("roles") or []]
 
 
+async def open_with_work_queued(
+    simulator: CxoneSimulator, pipeline: Pipeline, health: HealthState, users: list[str]
+) -> None:
+    """Start an outage, give each user an event, and wait until the service's circuit opens."""
+    simulator.set_outage(True)
+    await produce(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        [role_change(user_id, f"evt-{user_id}", "agent_voice") for user_id in users],
+    )
+    await wait_until(lambda: health.circuit_open, within=60, what="the circuit to open")
+
+
 @pytest.mark.slow
 async def test_an_outage_through_a_rebalance_ends_with_every_event_synced(
     topics: Topics, simulator_server: SimulatorServer
@@ -66,13 +81,7 @@ async def test_an_outage_through_a_rebalance_ends_with_every_event_synced(
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
         await wait_until(lambda: first.health.joined, within=60, what="the first member to join")
-        simulator.set_outage(True)
-        await produce(
-            pipeline.bootstrap_servers,
-            pipeline.input_topic,
-            [role_change(user_id, f"evt-{user_id}", "agent_voice") for user_id in users],
-        )
-        await wait_until(lambda: first.health.circuit_open, within=60, what="the circuit to open")
+        await open_with_work_queued(simulator, pipeline, first.health, users)
 
         # Its work waits behind its own open circuit: a short grace lets it leave soon.
         leaving = pipeline.settings(sync_shutdown_grace_seconds=1)
@@ -116,13 +125,7 @@ async def test_a_short_outage_ends_for_an_api_user_that_may_not_search(
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
         await wait_until(lambda: service.health.joined, within=60, what="the member to join")
-        simulator.set_outage(True)
-        await produce(
-            pipeline.bootstrap_servers,
-            pipeline.input_topic,
-            [role_change(user_id, f"evt-{user_id}", "agent_voice") for user_id in users],
-        )
-        await wait_until(lambda: service.health.circuit_open, within=60, what="the circuit to open")
+        await open_with_work_queued(simulator, pipeline, service.health, users)
         scim_before = len(simulator.requests)
         simulator.set_outage(False)
         results = await audit.wait_for_results(len(users), within=60)
