@@ -31,6 +31,7 @@ from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, ins
 from consumer.scim.shared_limit import build_limiter
 from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
+from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.broker_profile import BrokerProfile
 from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.guard_ledger import GuardLedger, ensure_ledger_topic
@@ -183,6 +184,7 @@ async def run_service(
         )
 
         await _unless_stopped(stop, verify_broker_tls(settings))
+        await _unless_stopped(stop, verify_broker_credentials(settings))
         producer, broker = await _unless_stopped(
             stop,
             _reach_broker(

@@ -296,6 +296,16 @@ def kafka_clusters(kafka_release: KafkaRelease) -> Iterator[ClusterFactory]:
         factory.close()
 
 
+@pytest.fixture(scope="module")
+def kafka_module_clusters(kafka_release: KafkaRelease) -> Iterator[ClusterFactory]:
+    """Private Apache Kafka clusters shared by the tests of one module (stopped after it)."""
+    factory = ClusterFactory(kafka_release)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
 @pytest.fixture
 def embedded_broker() -> Iterator[EmbeddedBroker]:
     """A private Tansu broker for one test, which may freeze, stop or restart it."""

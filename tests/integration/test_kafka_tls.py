@@ -283,7 +283,7 @@ async def test_a_client_certificate_the_broker_requires_is_presented(
     client_ca = CertificateAuthority(tmp_path, "clients")
     client = client_ca.issue("role-sync", client=True, key_password=KEY_PASSWORD)
     async with tls_broker(tmp_path, client_ca=client_ca.certfile) as broker:
-        without = await handshake_and_read(broker, cafile=broker.ca.certfile)
+        without = await handshake_and_read(broker.proxy.port, cafile=broker.ca.certfile)
         settings = settings_of(
             tls_environment(
                 broker,
@@ -301,12 +301,13 @@ async def test_a_client_certificate_the_broker_requires_is_presented(
     assert roles_of(simulator_server, "u-tls-1") == ["agent_voice"]
 
 
-async def handshake_and_read(broker: TlsBroker, *, cafile: Path) -> str:
-    """Connect without a client certificate and try to read: `refused` when the server cuts us."""
+async def handshake_and_read(port: int, *, cafile: Path) -> str:
+    """Connect to 127.0.0.1:`port` over TLS without a client certificate and try to read:
+    `refused` when the server cuts us."""
     context = ssl.create_default_context(cafile=str(cafile))
     try:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", broker.proxy.port, ssl=context, server_hostname="127.0.0.1"
+            "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1"
         )
         writer.write(b"\x00\x00\x00\x00")
         await writer.drain()

@@ -1,0 +1,212 @@
+"""SASL and TLS against Apache Kafka's own listeners (no proxy): runs on the Apache Kafka of the
+broker plan only (`kafka_release`), one secured node (`tests/secured_kafka.py`) for the module.
+
+SCRAM-SHA-512 over SASL_PLAINTEXT and SASL_SSL, PLAIN, TLS with the right CA, mutual TLS with a
+certificate the broker requires: each carries one event end to end to CXone. A wrong password,
+another CA and another host name stop `run` with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from consumer.events import Outcome
+from consumer.sandbox.server import SimulatorServer
+from tests.conftest import TEST_CREDENTIALS, ClusterFactory
+from tests.integration.harness import EXAMPLE_POLICY, ServiceProcess
+from tests.integration.test_kafka_tls import (
+    handshake_and_read,
+    roles_of,
+    run_one_event_end_to_end,
+    settings_of,
+)
+from tests.secured_kafka import (
+    ADMIN,
+    ADMIN_SECRET,
+    APP,
+    CLIENT_KEY_PASSWORD,
+    LISTENERS,
+    PLAIN,
+    SCRAM,
+    SecuredKafka,
+    start_secured,
+)
+from tests.tls import CertificateAuthority
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def secured(
+    kafka_module_clusters: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
+) -> SecuredKafka:
+    """The module's secured Apache Kafka node."""
+    return start_secured(kafka_module_clusters, tmp_path_factory.mktemp("secured-kafka"))
+
+
+def environment(
+    kafka: SecuredKafka, server: SimulatorServer, listener: str, **extra: str
+) -> dict[str, str]:
+    """The service's environment for one listener of the node, with its own topics and group."""
+    suffix = os.urandom(4).hex()
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers(listener),
+        "KAFKA_SECURITY_PROTOCOL": "SSL" if listener in ("MTLS", "OTHERHOST") else listener,
+        "KAFKA_INPUT_TOPIC": f"input.auth.{suffix}",
+        "KAFKA_AUDIT_TOPIC": f"audit.auth.{suffix}",
+        "KAFKA_DLQ_TOPIC": f"dlq.auth.{suffix}",
+        "KAFKA_GROUP_ID": f"group.auth.{suffix}",
+        "CXONE_SCIM_BASE_URL": server.scim_base_url,
+        "CXONE_TOKEN_URL": server.token_url,
+        "CXONE_CLIENT_ID": TEST_CREDENTIALS.client_id,
+        "CXONE_CLIENT_SECRET": TEST_CREDENTIALS.client_secret,
+        "POLICY_FILE": str(EXAMPLE_POLICY),
+        "METRICS_PORT": "0",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+def sasl(mechanism: str, user: str = ADMIN, secret: str = ADMIN_SECRET) -> dict[str, str]:
+    """The SASL settings of the service."""
+    return {
+        "KAFKA_SASL_MECHANISM": mechanism,
+        "KAFKA_SASL_USERNAME": user,
+        "KAFKA_SASL_PASSWORD": secret,
+    }
+
+
+async def exit_of(environment: dict[str, str]) -> tuple[int, str]:
+    """Run `run` as a process until it exits (60 s at most): its exit code and output."""
+    process = ServiceProcess(environment).start()
+    try:
+        code = await process.wait_async(60)
+        return code, process.output
+    finally:
+        process.close()
+
+
+@pytest.mark.parametrize(
+    ("listener", "mechanism"),
+    [("SASL_PLAINTEXT", SCRAM), ("SASL_SSL", SCRAM), ("SASL_PLAINTEXT", PLAIN)],
+)
+async def test_sasl_carries_an_event_end_to_end(
+    secured: SecuredKafka, simulator_server: SimulatorServer, listener: str, mechanism: str
+) -> None:
+    """With the right SASL credentials (and CA over SASL_SSL) an event is synced and audited."""
+    tls = {"KAFKA_SSL_CAFILE": str(secured.ca.certfile)} if listener == "SASL_SSL" else {}
+    settings = settings_of(
+        environment(secured, simulator_server, listener, **sasl(mechanism), **tls)
+    )
+
+    audit = await run_one_event_end_to_end(settings, simulator_server)
+
+    assert audit.data.outcome is Outcome.SYNCED
+    assert roles_of(simulator_server, "u-tls-1") == ["agent_voice"]
+
+
+@pytest.mark.parametrize(
+    ("listener", "mechanism", "user"),
+    [("SASL_PLAINTEXT", SCRAM, ADMIN), ("SASL_SSL", SCRAM, APP), ("SASL_PLAINTEXT", PLAIN, ADMIN)],
+)
+async def test_a_wrong_password_stops_run_with_one_line(
+    secured: SecuredKafka,
+    simulator_server: SimulatorServer,
+    listener: str,
+    mechanism: str,
+    user: str,
+) -> None:
+    """A password the broker rejects: exit 2, one line naming the setting, never the secret."""
+    wrong = "not-the-password-0d41"
+    tls = {"KAFKA_SSL_CAFILE": str(secured.ca.certfile)} if listener == "SASL_SSL" else {}
+    env = environment(secured, simulator_server, listener, **sasl(mechanism, user, wrong), **tls)
+
+    code, output = await exit_of(env)
+
+    complaints = [line for line in output.splitlines() if line.startswith("configuration error")]
+    assert code == 2
+    assert complaints == [
+        f"configuration error: KAFKA_SASL_PASSWORD: the broker {env['KAFKA_BOOTSTRAP_SERVERS']} "
+        f"rejected the {mechanism} credentials of user {user!r}; check KAFKA_SASL_USERNAME "
+        "and KAFKA_SASL_PASSWORD"
+    ]
+    assert "Traceback" not in output
+    assert wrong not in output
+
+
+async def test_tls_with_the_right_ca_carries_an_event_end_to_end(
+    secured: SecuredKafka, simulator_server: SimulatorServer
+) -> None:
+    """On the broker's TLS listener, with the CA that signed it, an event is synced."""
+    settings = settings_of(
+        environment(secured, simulator_server, "SSL", KAFKA_SSL_CAFILE=str(secured.ca.certfile))
+    )
+
+    audit = await run_one_event_end_to_end(settings, simulator_server)
+
+    assert audit.data.outcome is Outcome.SYNCED
+    assert roles_of(simulator_server, "u-tls-1") == ["agent_voice"]
+
+
+async def test_a_client_certificate_the_broker_requires_is_presented(
+    secured: SecuredKafka, simulator_server: SimulatorServer
+) -> None:
+    """The broker's mutual-TLS listener refuses a client without a certificate, takes ours."""
+    with_certificate = environment(
+        secured,
+        simulator_server,
+        "MTLS",
+        KAFKA_SSL_CAFILE=str(secured.ca.certfile),
+        KAFKA_SSL_CERTFILE=str(secured.client.certfile),
+        KAFKA_SSL_KEYFILE=str(secured.client.keyfile),
+        KAFKA_SSL_KEY_PASSWORD=CLIENT_KEY_PASSWORD,
+    )
+
+    without = await handshake_and_read(
+        secured.cluster.node(1).listeners[LISTENERS.index("MTLS")].port,
+        cafile=secured.ca.certfile,
+    )
+    audit = await run_one_event_end_to_end(settings_of(with_certificate), simulator_server)
+
+    assert without == "refused"
+    assert audit.data.outcome is Outcome.SYNCED
+    assert roles_of(simulator_server, "u-tls-1") == ["agent_voice"]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("another_ca", "unable to get local issuer certificate"),
+        ("another_host", "IP address mismatch, certificate is not valid for '127.0.0.1'"),
+    ],
+)
+async def test_a_broker_certificate_that_does_not_verify_stops_run_with_one_line(
+    secured: SecuredKafka,
+    simulator_server: SimulatorServer,
+    tmp_path: Path,
+    case: str,
+    expected: str,
+) -> None:
+    """Another CA, or the broker's certificate for another host: exit 2, one line."""
+    listener = "OTHERHOST" if case == "another_host" else "SSL"
+    cafile = (
+        CertificateAuthority(tmp_path, "impostor").certfile
+        if case == "another_ca"
+        else secured.ca.certfile
+    )
+    env = environment(secured, simulator_server, listener, KAFKA_SSL_CAFILE=str(cafile))
+
+    code, output = await exit_of(env)
+
+    complaints = [line for line in output.splitlines() if "KAFKA_SSL_CAFILE" in line]
+    assert code == 2
+    assert len(complaints) == 1
+    assert complaints[0].startswith(
+        f"configuration error: KAFKA_SSL_CAFILE: the TLS certificate of broker "
+        f"{env['KAFKA_BOOTSTRAP_SERVERS']} does not verify ("
+    )
+    assert expected in complaints[0]
+    assert "Traceback" not in output
