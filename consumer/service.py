@@ -27,13 +27,19 @@ from consumer.observability.metrics import INFLIGHT
 from consumer.revocation_gate import RevocationGate, build_gate
 from consumer.scim.auth import CxoneAuth, TokenBackoff, TokenProvider, token_provider
 from consumer.scim.circuit import CircuitBreaker
-from consumer.scim.client import RetryPolicy, ScimClient, build_http_client, instrument_retries
+from consumer.scim.client import (
+    RetryPolicy,
+    ScimClient,
+    WriteFence,
+    build_http_client,
+    instrument_retries,
+)
 from consumer.scim.shared_limit import build_limiter
 from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
 from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.broker_profile import BrokerProfile
-from consumer.stream.consumer import FlowLimits, StreamConsumer
+from consumer.stream.consumer import FlowLimits, StreamConsumer, WorkItem
 from consumer.stream.guard_ledger import GuardLedger, ensure_ledger_topic
 from consumer.stream.kafka import (
     INPUT_ISOLATION_LEVEL,
@@ -42,7 +48,9 @@ from consumer.stream.kafka import (
     producer_for_broker,
     verify_broker_tls,
 )
+from consumer.stream.lease import MembershipLease
 from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
+from consumer.stream.settle import LateWriteWatch
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
 
@@ -85,6 +93,8 @@ async def open_cxone(
     tuning: Tuning,
     health: HealthState,
     replay: bool = False,
+    write_fence: WriteFence | None = None,
+    on_abandoned_write: Callable[[str], None] | None = None,
 ) -> Cxone:
     """Build the SCIM client stack (HTTP, tokens, limiter, breaker); closed with `stack`.
 
@@ -118,6 +128,8 @@ async def open_cxone(
         limiter=limiter,
         circuit=circuit,
         retry=tuning.retry,
+        write_fence=write_fence,
+        on_abandoned_write=on_abandoned_write,
     )
     # The breaker probes on its own timer, so an outage ends for it even when no work is left
     # to try (partitions paused, in-flight work cancelled by a rebalance).
@@ -163,10 +175,29 @@ async def run_service(
         health.guard_tripped_probe = lambda: gate.tripped
         health.guard_status_probe = gate.status
 
+        # No write unless a heartbeat proved this member still owns its partitions, less a
+        # heartbeat interval for the time a write takes to reach CXone.
+        lease = MembershipLease(
+            session_timeout=tuning.session_timeout_ms / 1000,
+            margin=tuning.heartbeat_interval_ms / 1000,
+        )
+        # A request lives at most its timeout after the service gave up on it (so twice the
+        # timeout after it was sent): then its users are read again (see stream/settle.py).
+        late_writes: LateWriteWatch[WorkItem] = LateWriteWatch(
+            2 * settings.cxone_request_timeout_seconds
+        )
         stack = AsyncExitStack()
         closers.push("CXone and webhook clients", stack.aclose)
         cxone = await _unless_stopped(
-            stop, open_cxone(settings, stack, tuning=tuning, health=health)
+            stop,
+            open_cxone(
+                settings,
+                stack,
+                tuning=tuning,
+                health=health,
+                write_fence=lease,
+                on_abandoned_write=late_writes.abandoned,
+            ),
         )
         synchronizer = Synchronizer(
             policy,
@@ -245,11 +276,14 @@ async def run_service(
             on_assignment_change=assignment_changed,
             on_result=webhook.notify if webhook is not None else None,
             broker=broker,
+            lease=lease,
+            late_writes=late_writes,
         )
         lag = LagRefresher(kafka, committed=stream.committed, interval=tuning.lag_interval)
         kafka.subscribe([settings.kafka_input_topic], listener=stream.rebalance_listener())
         closers.push("consumer", kafka.stop)
         await _start_consumer(kafka, settings, stop)
+        lease.watch(kafka)
 
         await lag.start()
         closers.push("lag refresher", lag.stop)

@@ -149,6 +149,12 @@ OLDEST_UNFINISHED_AGE = Gauge(
     ["topic", "partition"],
     registry=REGISTRY,
 )
+LATE_WRITES_REPAIRED = Counter(
+    "cxone_sync_late_writes_repaired",
+    "Users found, on the second look after a request the service gave up on could still land, "
+    "in another state than their newest event's, and written back.",
+    registry=REGISTRY,
+)
 WEBHOOK_FAILURES = Counter(
     "cxone_sync_webhook_failures",
     "Webhook notifications dropped after their retries ran out or the queue was full.",

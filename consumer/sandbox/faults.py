@@ -85,6 +85,21 @@ class UserRule:
     times: int | None = None
 
 
+@dataclass
+class LatePut:
+    """PUTs on one user held `seconds` and then applied, whether or not the client still waits.
+
+    A server finishes a request whose client gave up (timed out, cancelled, went away). With
+    `checked_on_receipt` the server checks `If-Match` as the request arrives and writes later
+    whatever the version is by then (a write queued behind its check); otherwise the check
+    happens when the write is applied. `times` PUTs are held (None: every one from now on).
+    """
+
+    seconds: float
+    times: int | None = 1
+    checked_on_receipt: bool = False
+
+
 def user_of_path(path: str) -> str | None:
     """The user id a `/Users/{id}` path names, or None for any other path."""
     head, _, user_id = path.rpartition("/")
@@ -110,6 +125,26 @@ class FaultPlan:
         self._user_rules: dict[tuple[str, str], UserRule] = {}
         # Users every request about whom gets 503: one user stuck while the others flow.
         self.stuck_users: set[str] = set()
+        self._late_puts: dict[str, LatePut] = {}
+
+    def set_late_put(self, user_id: str, late: LatePut) -> None:
+        """Hold the next PUTs on `user_id` as `late` says, then apply them anyway."""
+        if late.seconds < 0:
+            raise ValueError("a hold cannot be negative")
+        if late.times is not None and late.times < 1:
+            raise ValueError("times must be at least 1 (or None for every PUT)")
+        self._late_puts[user_id] = late
+
+    def late_put(self, method: str, user_id: str | None) -> LatePut | None:
+        """The hold for this request, spending one of its `times`, or None to serve it now."""
+        if method.upper() != "PUT" or user_id is None:
+            return None
+        late = self._late_puts.get(user_id)
+        if late is not None and late.times is not None:
+            late.times -= 1
+            if late.times == 0:
+                del self._late_puts[user_id]
+        return late
 
     def set_user_rule(self, user_id: str, method: str, rule: UserRule) -> None:
         """Answer `method` requests on `user_id` by `rule` instead of serving them."""
@@ -168,6 +203,7 @@ class FaultPlan:
         self.set_probability(0.0)
         self.outage = False
         self.stuck_users.clear()
+        self._late_puts.clear()
 
     def delay(self) -> float:
         """Return how long to hold the next request before answering it."""

@@ -11,6 +11,7 @@ malformed or cut-short response, a hang) instead of serving them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,14 @@ from consumer.sandbox.asgi import (
     send_json,
     write_raw_and_close,
 )
-from consumer.sandbox.faults import Fault, FaultPlan, UserAnswer, UserRule, user_of_path
+from consumer.sandbox.faults import (
+    Fault,
+    FaultPlan,
+    LatePut,
+    UserAnswer,
+    UserRule,
+    user_of_path,
+)
 from consumer.sandbox.nice import CxoneUser, NiceUser
 from consumer.sandbox.request_log import RequestLog, RequestRecord
 from consumer.sandbox.scim_app import CxoneScimApplication
@@ -241,6 +249,19 @@ class CxoneSimulator:
         rule = UserRule(kind, scim_type=scim_type, detail=detail, times=times)
         self.faults.set_user_rule(user_id, method, rule)
 
+    def hold_puts_then_apply(
+        self,
+        user_id: str,
+        seconds: float,
+        *,
+        times: int | None = 1,
+        checked_on_receipt: bool = False,
+    ) -> None:
+        """Hold the next `times` PUTs on `user_id` for `seconds`, then apply them even if the
+        client has gone; with ETags, `checked_on_receipt` checks `If-Match` on arrival only."""
+        late = LatePut(seconds, times=times, checked_on_receipt=checked_on_receipt)
+        self.faults.set_late_put(user_id, late)
+
     def clear_user_rules(self, user_id: str | None = None) -> None:
         """Serve the user (or every user) normally again."""
         self.faults.clear_user_rules(user_id)
@@ -326,8 +347,12 @@ class CxoneSimulator:
                 # injected latency included), so the bucket sees the client's own spacing.
                 if await self._throttled(send):
                     return
-                rule = self._user_rule(scope)
-                if rule is not None:
+                late = self.faults.late_put(record.method, user_of_path(path))
+                rule = None if late is not None else self._user_rule(scope)
+                if late is not None:
+                    record.fault = "late"
+                    await self._apply_late(late, scope, body, send)
+                elif rule is not None:
                     record.fault = rule.answer.value
                     await self._answer_by_rule(rule, scope, send, raw_send, receive)
                 elif not await self._misbehave(
@@ -397,6 +422,34 @@ class CxoneSimulator:
     async def _serve_scim(self, scope: Scope, body: bytes, send: Send) -> None:
         inner = dict(scope, root_path=scope.get("root_path", "") + SCIM_PREFIX)
         await self.scim(inner, replay(body), send)
+
+    async def _apply_late(self, late: LatePut, scope: Scope, body: bytes, send: Send) -> None:
+        """Serve a PUT `late.seconds` after it came, whether or not its client still waits."""
+        if late.checked_on_receipt and self.etags:
+            user_id = user_of_path(scope["path"])
+            if_match = header(scope, "if-match")
+            if if_match is not None and if_match != self._version_of(user_id):
+                await self._serve_scim(scope, body, send)  # refused now: 412
+                return
+            # Checked: written later whatever the version has become meanwhile.
+            headers = [
+                (key, value) for key, value in scope["headers"] if key.lower() != b"if-match"
+            ]
+            scope = dict(scope, headers=headers)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(late.seconds):
+                await self._released.wait()
+            return  # the server is stopping: the held write is dropped
+        await self._serve_scim(scope, body, _heedless(send))
+
+    def _version_of(self, user_id: str | None) -> str | None:
+        """The ETag a user has now, or None when there is no such user."""
+        if user_id is None:
+            return None
+        try:
+            return self.scim.load_user(user_id).meta.version  # type: ignore[union-attr]
+        except NotFoundException:
+            return None
 
     def _user_rule(self, scope: Scope) -> UserRule | None:
         path: str = scope["path"]
@@ -496,6 +549,16 @@ def _recording(send: Send, record: RequestRecord) -> Send:
         await send(message)
 
     return recorded
+
+
+def _heedless(send: Send) -> Send:
+    """Wrap `send` so that a client gone away does not stop the answer being made."""
+
+    async def answer(message: Message) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            await send(message)
+
+    return answer
 
 
 async def _send_bottomless_json(send: Send) -> None:

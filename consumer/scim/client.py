@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -109,6 +109,14 @@ class WriteOutcome:
     payload: bytes | None
     status: int | None
     attempts: int
+
+
+class WriteFence(Protocol):
+    """Says when a write may go: awaited right before each PUT is sent, retries included."""
+
+    async def wait(self) -> None:
+        """Return once a write may start; the waiting work may be cancelled meanwhile."""
+        ...
 
 
 Plan = Callable[[ScimUser], Awaitable[bytes | None]]
@@ -258,12 +266,16 @@ class ScimClient:
         limiter: RateLimiter | None = None,
         circuit: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
+        write_fence: WriteFence | None = None,
+        on_abandoned_write: Callable[[str], None] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/") + "/"
         # Parsing the URL string was about a tenth of the service's CPU per event (httpx parses
         # and checks every component in Python); a user's GET and PUT, and its later events,
         # reuse the parsed URL. httpx.URL is immutable, so sharing one is safe.
         self._url = functools.lru_cache(maxsize=PARSED_URLS)(self._parse_url)
+        self._write_fence = write_fence
+        self._on_abandoned_write = on_abandoned_write
         self._http = http
         self._auth = auth
         self._limiter = limiter
@@ -305,7 +317,9 @@ class ScimClient:
         if etag is not None:
             headers["If-Match"] = etag
         self._probe_targets.note(user_id)
-        response = await self._send("PUT", user_path(user_id), content=payload, headers=headers)
+        response = await self._send(
+            "PUT", user_path(user_id), content=payload, headers=headers, fenced=True
+        )
         return response.status_code
 
     async def probe(self) -> ProbeVerdict:
@@ -344,7 +358,7 @@ class ScimClient:
                 payload = await plan(before)
                 if payload is None:
                     return WriteOutcome(before, None, None, number)
-                status = await self.put_user(user_id, payload, etag=before.etag)
+                status = await self._put_or_abandon(user_id, payload, etag=before.etag)
             except PermanentError as error:
                 error.attempts = number
                 raise
@@ -367,6 +381,15 @@ class ScimClient:
     def _parse_url(self, path: str) -> httpx.URL:
         return httpx.URL(self._base_url + path)
 
+    async def _put_or_abandon(self, user_id: str, payload: bytes, *, etag: str | None) -> int:
+        """`put_user`, reporting a PUT that got no answer: CXone may still apply it later."""
+        try:
+            return await self.put_user(user_id, payload, etag=etag)
+        except NetworkError:
+            if self._on_abandoned_write is not None:
+                self._on_abandoned_write(user_id)
+            raise
+
     async def _send(
         self,
         method: str,
@@ -376,12 +399,20 @@ class ScimClient:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         probe: bool = False,
+        fenced: bool = False,
     ) -> httpx.Response:
         circuit = None if probe else self._circuit
         holds_probe = await circuit.wait_until_allowed() if circuit is not None else False
+        fence = self._write_fence if fenced else None
         try:
             return await self._exchange(
-                method, path, content=content, headers=headers, params=params, circuit=circuit
+                method,
+                path,
+                content=content,
+                headers=headers,
+                params=params,
+                circuit=circuit,
+                fence=fence,
             )
         except asyncio.CancelledError:
             if holds_probe and circuit is not None:
@@ -398,8 +429,12 @@ class ScimClient:
         headers: dict[str, str] | None,
         params: dict[str, str] | None,
         circuit: CircuitBreaker | None,
+        fence: WriteFence | None = None,
     ) -> httpx.Response:
         sent_at = await self._limiter.acquire() if self._limiter is not None else None
+        if fence is not None:
+            # Last, after every other wait: a write goes only while its writer may write.
+            await fence.wait()
         request_headers = {"Accept": SCIM_MEDIA_TYPE, **(headers or {})}
         started = time.perf_counter()
         try:

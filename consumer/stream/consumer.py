@@ -37,14 +37,16 @@ from consumer.events import (
     is_valid_user_id,
     parse_event,
 )
-from consumer.observability.metrics import OLDEST_UNFINISHED_AGE
+from consumer.observability.metrics import LATE_WRITES_REPAIRED, OLDEST_UNFINISHED_AGE
 from consumer.observability.outcomes import record_result
 from consumer.results import Queued, WriteFailure, folded_results
 from consumer.stream.broker_profile import APACHE_KAFKA, BrokerProfile
 from consumer.stream.dispatcher import KeyedDispatcher
 from consumer.stream.kafka import LogEnd, fetch_positions, log_ends
+from consumer.stream.lease import MembershipLease
 from consumer.stream.offsets import OffsetTracker
 from consumer.stream.publisher import AuditPublisher, DeadLetter
+from consumer.stream.settle import LateWriteWatch
 from consumer.sync import Applied, Synchronizer
 
 log = structlog.get_logger(__name__)
@@ -98,6 +100,11 @@ class WorkItem:
     # audited, each with its own decision, only once that write is done: until then they stay
     # unfinished, so a handover that cancels the write hands all of them to the next owner.
     folded: tuple[WorkItem, ...] = ()
+    # Read ahead after an assignment: a previous owner may have left a request behind.
+    redelivered: bool = False
+    # A second look at the user once requests given up on can no longer land: not a record,
+    # never audited or committed.
+    settle: bool = False
 
     @property
     def earlier(self) -> tuple[Queued, ...]:
@@ -201,11 +208,15 @@ class StreamConsumer:
         on_inflight_change: Callable[[int], None] | None = None,
         on_assignment_change: Callable[[frozenset[TopicPartition]], None] | None = None,
         on_result: Callable[[SyncResult], None] | None = None,
+        lease: MembershipLease | None = None,
+        late_writes: LateWriteWatch[WorkItem] | None = None,
         clock: Callable[[], float] = time.monotonic,
         broker: BrokerProfile = APACHE_KAFKA,
     ) -> None:
         self._kafka = kafka
         self._broker = broker
+        self._lease = lease
+        self._late_writes = late_writes
         self._sync = synchronizer
         self._publisher = publisher
         self._limits = limits or FlowLimits()
@@ -227,8 +238,10 @@ class StreamConsumer:
         self._stuck_reported: dict[TopicPartition, float] = {}
         self._held: str | None = None
         # The CXone work of each running handler, by (partition, offset, epoch): a revocation
-        # cancels what outlives its grace.
+        # cancels it at once.
         self._applying: dict[tuple[TopicPartition, int, int], asyncio.Task[Applied]] = {}
+        # Partitions being revoked: no CXone work starts for them any more.
+        self._revoking: set[TopicPartition] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._catching_up: dict[TopicPartition, _CatchUp] = {}
         self.committed: dict[TopicPartition, int] = {}
@@ -275,6 +288,7 @@ class StreamConsumer:
             for tp, position in fetch_positions(self._kafka).items():
                 self._tracker.passed(tp, position)
             await self._end_catch_ups()
+            self._look_again()
             if batch:
                 log.debug(
                     "stream.fetched",
@@ -408,7 +422,7 @@ class StreamConsumer:
         """
         catch_up = self._catching_up.pop(tp)
         for item in catch_up.held:
-            self._dispatcher.submit(item.dispatch_key, item)
+            self._dispatcher.submit(item.dispatch_key, replace(item, redelivered=True))
         held = catch_up.held
         log.info(
             "stream.caught_up",
@@ -508,6 +522,9 @@ class StreamConsumer:
             event_id=item.event.id if item.event else None,
             user_id=item.event.user_id if item.event else None,
         ):
+            if item.settle:
+                await self._settle(item)
+                return
             if item.event is None:
                 assert item.invalid is not None
                 result = await self._dead_letter(item, item.invalid)
@@ -517,6 +534,7 @@ class StreamConsumer:
                     # Revoked half-way: the partition's next owner applies the record again.
                     return
                 result = applied.result
+                self._watch_late_writes(item, item.event.user_id)
                 for older, folded in zip(item.folded, applied.folded, strict=True):
                     self._publish_folded(older, folded)
             await self._publish(item, result)
@@ -577,6 +595,8 @@ class StreamConsumer:
         self, item: WorkItem, event: RoleChangeEvent, key: tuple[TopicPartition, int, int]
     ) -> Applied | None:
         """One attempt at the event, cancellable by a revocation without ending the worker."""
+        if item.tp in self._revoking:
+            return None
         work = asyncio.ensure_future(
             self._sync.apply(
                 event,
@@ -597,6 +617,40 @@ class StreamConsumer:
             raise
         finally:
             del self._applying[key]
+
+    def _watch_late_writes(self, item: WorkItem, user_id: str) -> None:
+        """Look at the user again later if a request given up on may still land there."""
+        watch = self._late_writes
+        if watch is None:
+            return
+        if watch.take_abandoned(user_id) or item.redelivered:
+            watch.expect(user_id, item)
+        else:
+            watch.applied(user_id, item)
+
+    def _look_again(self) -> None:
+        """Start the second look at each user whose given-up requests can no longer land."""
+        if self._late_writes is None:
+            return
+        for user_id, item in self._late_writes.take_due():
+            if self._dispatcher.queued_for(user_id):
+                continue  # queued work of the user reads it after the bound anyway
+            self._dispatcher.submit(user_id, replace(item, folded=(), settle=True))
+
+    async def _settle(self, item: WorkItem) -> None:
+        """Read the user again; write the newest event's state back if CXone holds another."""
+        assert item.event is not None
+        applied = await self._apply(item, item.event)
+        result = None if applied is None else applied.result
+        if result is None or result.payload_sha256 is None or result.outcome is Outcome.DRY_RUN:
+            return
+        LATE_WRITES_REPAIRED.inc()
+        log.warning(
+            "stream.late_write_repaired",
+            roles_found=list(result.roles_before or ()),
+            roles_written=list(result.roles_after or ()),
+            settle_after_seconds=self._late_writes.settle_after if self._late_writes else None,
+        )
 
     def _publish_folded(self, older: WorkItem, result: SyncResult) -> None:
         """Publish the result of an event folded into a newer one's write, now that it is done."""
@@ -667,30 +721,35 @@ class StreamConsumer:
         self.committed.update(offsets)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Stop work on revoked partitions, let in-flight finish (bounded), commit, forget.
+        """Stop work on revoked partitions at once, publish what is done (bounded), commit.
 
-        CXone work still running when the grace ends is cancelled: the partition's next owner
-        starts from the last commit, and a write of ours landing after its writes would put an
-        older state back.
+        CXone work still running is cancelled, not waited for: this member may be learning
+        only now that it was expelled (paused past its session), its partitions already moved,
+        and a write of ours landing after the next owner's would put an older state back. What
+        finished is still published and committed; the rest goes to the next owner.
         """
         if not revoked:
             return
-        # The revocation may wait up to its grace for work in flight: say when it starts.
+        # The revocation may wait up to its grace for audits being published: say when it starts.
         log.info("stream.revoking", partitions=len(revoked), grace=self._limits.revoke_grace)
+        self._revoking |= revoked
+        if self._late_writes is not None:
+            # The next owner reads these users again: their records are redelivered to it.
+            self._late_writes.forget(lambda item: item.tp in revoked)
         dropped = self._dispatcher.discard(lambda item: item.tp in revoked)
         for tp in revoked:
             if (catch_up := self._catching_up.pop(tp, None)) is not None:
                 dropped.extend(catch_up.held)
+        cancelled = 0
+        for (tp, _, _), work in self._applying.items():
+            if tp in revoked and not work.done():
+                work.cancel()
+                cancelled += 1
+        # Left to wait for: audits of finished work being published.
         settled = await self._dispatcher.wait_for(
             lambda item: item.tp in revoked, self._limits.revoke_grace
         )
         await self._settle_background(self._limits.revoke_grace)
-        cancelled = 0
-        if not settled:
-            for (tp, _, _), work in self._applying.items():
-                if tp in revoked and not work.done():
-                    work.cancel()
-                    cancelled += 1
         await self._commit(only=revoked)
         self._drop_reports(revoked)
         for tp in revoked:
@@ -708,6 +767,11 @@ class StreamConsumer:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Note a new assignment; each partition is read ahead from its committed offset."""
+        if self._lease is not None:
+            # The group just gave this member its partitions: it is a member until its session
+            # runs out, as after a heartbeat.
+            self._lease.renew(self._clock())
+        self._revoking -= assigned
         for tp in assigned:
             self._catching_up[tp] = _CatchUp()
         log.info(
@@ -743,8 +807,16 @@ class StreamConsumer:
 
 
 def _fold(newest: WorkItem, older: list[WorkItem]) -> WorkItem:
-    """The newest item carrying every older queued item of its user, to be written as one."""
-    return replace(newest, folded=(*older, *newest.folded))
+    """The newest item carrying every older queued item of its user, to be written as one.
+
+    A second look queued before newer records of its user is dropped: their write reads the
+    user after the bound anyway.
+    """
+    records = [item for item in (*older, newest) if not item.settle]
+    if not records:
+        return newest
+    last = records[-1]
+    return replace(last, folded=(*records[:-1], *last.folded))
 
 
 async def _superseded_after_the_write(older: WorkItem, folded: WorkItem) -> None:

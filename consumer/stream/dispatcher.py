@@ -91,6 +91,11 @@ class KeyedDispatcher(Generic[T]):
         """Whether starting new items is paused."""
         return not self._running.is_set()
 
+    def queued_for(self, key: str) -> int:
+        """How many items of `key` are queued, not started yet."""
+        queue = self._queues.get(key)
+        return 0 if queue is None else len(queue)
+
     def submit(self, key: str, item: T) -> None:
         """Queue `item` behind the earlier items of `key`; never blocks."""
         if self._closing:

@@ -216,3 +216,11 @@ def logged(output: str, event: str) -> list[dict[str, Any]]:
         if entry.get("event") == event:
             lines.append(entry)
     return lines
+
+
+def assigned_partitions(service: ServiceProcess) -> set[int]:
+    """The partitions of the last assignment the service logged."""
+    entries = logged(service.output, "stream.assigned")
+    if not entries:
+        return set()
+    return {int(str(name).rsplit("/", 1)[1]) for name in entries[-1]["partitions"]}  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
 from tests.integration.harness import (
     ServiceProcess,
+    assigned_partitions,
     fast_tuning,
     logged,
     make_pipeline,
@@ -64,14 +65,6 @@ class BulkyEvent(RoleEvent):
 def caught_up(output: str) -> list[dict[str, object]]:
     """The read-ahead reports a service process logged."""
     return logged(output, "stream.caught_up")
-
-
-def assigned_partitions(service: ServiceProcess) -> set[int]:
-    """The partitions of the last assignment the service logged."""
-    entries = logged(service.output, "stream.assigned")
-    if not entries:
-        return set()
-    return {int(str(name).rsplit("/", 1)[1]) for name in entries[-1]["partitions"]}  # type: ignore[union-attr]
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from consumer.sandbox.faults import Fault, FaultPlan
+from consumer.sandbox.faults import Fault, FaultPlan, LatePut
 
 
 def test_faults_parse_from_status_codes_and_words() -> None:
@@ -79,3 +79,29 @@ def test_a_stuck_user_gets_503_on_its_own_path_only() -> None:
     assert plan.stuck_fault("/scim/v2/Users") is None
     plan.clear()
     assert plan.stuck_fault("/scim/v2/Users/u-7%3Ax") is None
+
+
+def test_late_puts_hold_only_puts_on_their_user_and_are_spent() -> None:
+    """A late-PUT hold applies to that user's PUTs only, `times` of them, then serving resumes."""
+    plan = FaultPlan()
+    plan.set_late_put("u-1", LatePut(2.0, times=2))
+    assert plan.late_put("GET", "u-1") is None
+    assert plan.late_put("PUT", "u-2") is None
+    assert plan.late_put("PUT", None) is None
+    first = plan.late_put("put", "u-1")
+    assert first is not None
+    assert first.seconds == 2.0
+    assert plan.late_put("PUT", "u-1") is not None
+    assert plan.late_put("PUT", "u-1") is None
+
+
+def test_late_puts_refuse_bad_holds_and_are_cleared() -> None:
+    """A negative hold or zero times is refused; `clear` forgets the holds."""
+    plan = FaultPlan()
+    with pytest.raises(ValueError, match="negative"):
+        plan.set_late_put("u-1", LatePut(-1.0))
+    with pytest.raises(ValueError, match="times"):
+        plan.set_late_put("u-1", LatePut(1.0, times=0))
+    plan.set_late_put("u-1", LatePut(1.0, times=None))
+    plan.clear()
+    assert plan.late_put("PUT", "u-1") is None
