@@ -30,6 +30,8 @@ from tests.integration.workload import (
     written_indices,
 )
 
+pytestmark = pytest.mark.core
+
 USERS = 8
 ROUNDS = 20
 LATENCY = 1.0
