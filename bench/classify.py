@@ -26,8 +26,8 @@ from consumer.events import (
     MAX_PARENTS,
     MAX_ROLES,
 )
-from consumer.stream.consumer import read_record
 from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
+from consumer.stream.work import read_record
 
 MIB = 1 << 20
 

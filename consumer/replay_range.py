@@ -26,7 +26,6 @@ from consumer.events import RoleChangeEvent, SourcePosition
 from consumer.progress import ReplayProgress
 from consumer.settings import Settings
 from consumer.stream.broker_profile import BrokerProfile, probe_broker
-from consumer.stream.consumer import read_record
 from consumer.stream.kafka import (
     INPUT_ISOLATION_LEVEL,
     LogEnd,
@@ -35,6 +34,7 @@ from consumer.stream.kafka import (
     partitions_of,
     stop_consumer,
 )
+from consumer.stream.work import read_record
 
 # A fetch that returns nothing this many times in a row, short of the captured end, ends the
 # partition anyway: the end offset may count records no fetch returns (transaction markers).

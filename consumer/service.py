@@ -39,7 +39,7 @@ from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
 from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.broker_profile import BrokerProfile
-from consumer.stream.consumer import FlowLimits, StreamConsumer, WorkItem
+from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.guard_ledger import GuardLedger, ensure_ledger_topic
 from consumer.stream.kafka import (
     INPUT_ISOLATION_LEVEL,
@@ -51,6 +51,7 @@ from consumer.stream.kafka import (
 from consumer.stream.lease import MembershipLease
 from consumer.stream.publisher import AuditPublisher, DeliveryPolicy
 from consumer.stream.settle import LateWriteWatch
+from consumer.stream.work import WorkItem
 from consumer.sync import Synchronizer
 from consumer.webhook import WebhookNotifier, build_webhook
 

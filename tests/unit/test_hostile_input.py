@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from consumer.errors import InvalidEvent
 from consumer.events import is_valid_user_id, parse_event
 from consumer.scim.client import user_path
-from consumer.stream.consumer import read_record
 from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
+from consumer.stream.work import read_record
 from tests.hostile import (
     DUPLICATE_KEY_CASES,
     HOSTILE_USER_IDS,

@@ -18,7 +18,6 @@ from aiokafka.errors import (
 )
 
 from consumer.observability.http import HealthState
-from consumer.stream.consumer import read_record
 from consumer.stream.publisher import (
     MAX_KEPT_KEY,
     DeadLetter,
@@ -26,6 +25,7 @@ from consumer.stream.publisher import (
     blocks_delivery,
     dead_letter_envelope,
 )
+from consumer.stream.work import read_record
 from tests.hostile import consumer_record
 
 MIB = 1 << 20

@@ -25,8 +25,9 @@ from structlog.testing import capture_logs
 from consumer.events import Mode, Outcome, RoleChangeEvent, SourcePosition, SyncResult
 from consumer.observability.metrics import REGISTRY
 from consumer.results import Queued, WriteFailure, folded_results
-from consumer.stream.consumer import FlowLimits, StreamConsumer, read_record
+from consumer.stream.consumer import FlowLimits, StreamConsumer
 from consumer.stream.publisher import DEFAULT_MAX_RECORD_BYTES
+from consumer.stream.work import read_record
 from consumer.sync import Applied
 from tests.integration.harness import wait_until
 
