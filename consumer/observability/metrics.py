@@ -174,6 +174,9 @@ def _initialise() -> None:
         ESCALATION_REJECTIONS.labels(reason=reason)
     for reason in DLQ_REASONS:
         DLQ.labels(reason=reason)
+    # The dashboard's share of requests answered 429 needs the first 429 to be an increase.
+    for method in ("GET", "PUT"):
+        SCIM_REQUESTS.labels(method=method, status="429")
     BUILD_INFO.labels(version=__version__).set(1)
     # "No success for 15 minutes" counts from start-up until the first success.
     LAST_SUCCESS.set_to_current_time()
