@@ -191,31 +191,48 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("broker", labels, indirect=True, scope="session", ids=labels)
 
 
+PRIVATE_TANSU = "tansu-private"
+"""The label of a test's own embedded broker (`embedded_broker`)."""
+
+
+def _brokers_of(item: pytest.Item) -> list[BrokerEndpoint | KafkaCluster | EmbeddedBroker]:
+    """The brokers a test took: the shared one, its private clusters, its embedded Tansu."""
+    found: list[BrokerEndpoint | KafkaCluster | EmbeddedBroker] = []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, ClusterFactory):
+            found.extend(value.started)
+        elif isinstance(value, BrokerEndpoint | KafkaCluster | EmbeddedBroker):
+            found.append(value)
+    return found
+
+
+def _label(broker: BrokerEndpoint | KafkaCluster | EmbeddedBroker) -> str:
+    return PRIVATE_TANSU if isinstance(broker, EmbeddedBroker) else broker.label
+
+
+def _log_tail(broker: BrokerEndpoint | KafkaCluster | EmbeddedBroker) -> str:
+    if isinstance(broker, EmbeddedBroker):
+        return _tail(broker.output)
+    if isinstance(broker, BrokerEndpoint):
+        return broker.log_tail()
+    return broker.log_tail(LOG_LINES)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Count the brokers each test ran on; show their logs' tails when it fails."""
+    """Name and count the brokers each test ran on; show their logs' tails when it fails."""
+    brokers = _brokers_of(item)
+    if call.when == "call" and brokers:
+        # In the JUnit report of every test, beside the id that names the shared broker.
+        item.user_properties.append(("brokers", ",".join(_label(each) for each in brokers)))
+        for each in brokers:
+            item.config.stash[USED][_label(each)] += 1
     report = yield
-    brokers = [
-        value
-        for value in getattr(item, "funcargs", {}).values()
-        if isinstance(value, BrokerEndpoint | KafkaCluster | ClusterFactory)
-    ]
-    clusters: list[BrokerEndpoint | KafkaCluster] = []
-    for value in brokers:
-        clusters.extend(value.started if isinstance(value, ClusterFactory) else [value])
-    if report.when == "call":
-        for cluster in clusters:
-            item.config.stash[USED][cluster.label] += 1
     if report.failed:
-        for cluster in clusters:
-            tail = (
-                cluster.log_tail()
-                if isinstance(cluster, BrokerEndpoint)
-                else cluster.log_tail(LOG_LINES)
-            )
-            report.sections.append((f"broker log: {cluster.label}", tail or "(empty)"))
+        for each in brokers:
+            report.sections.append((f"broker log: {_label(each)}", _log_tail(each) or "(empty)"))
     return report
 
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from consumer.observability.http import HealthState
 from consumer.sandbox.server import SimulatorServer
 from consumer.scim.client import RetryPolicy
@@ -224,3 +227,18 @@ def assigned_partitions(service: ServiceProcess) -> set[int]:
     if not entries:
         return set()
     return {int(str(name).rsplit("/", 1)[1]) for name in entries[-1]["partitions"]}  # type: ignore[union-attr]
+
+
+async def consumer_lag(port: int) -> dict[str, float]:
+    """`cxone_sync_consumer_lag` per partition from the service's /metrics on 127.0.0.1:port."""
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        try:
+            response = await http.get(f"http://127.0.0.1:{port}/metrics")
+        except httpx.HTTPError:
+            return {}
+    return {
+        sample.labels["partition"]: float(sample.value)
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "cxone_sync_consumer_lag"
+    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,14 +19,14 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
 from tests.apache_kafka.cluster import KafkaCluster
+from tests.apache_kafka.node import free_port
 from tests.apache_kafka.release import KafkaRelease
 from tests.conftest import Topics
-from tests.integration.harness import ServiceProcess, make_pipeline
+from tests.integration.harness import ServiceProcess, consumer_lag, make_pipeline
 from tests.integration.workload import (
     WORKLOAD_POLICY,
     EventProducer,
@@ -59,13 +58,6 @@ def three_nodes(kafka_release: KafkaRelease) -> Iterator[KafkaCluster]:
     """Three Apache Kafka nodes for this module's tests."""
     with KafkaCluster(kafka_release, nodes=3, properties=FAILOVER) as cluster:
         yield cluster
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 for the service's health server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -116,21 +108,6 @@ async def watching_readiness(port: int) -> AsyncIterator[Readiness]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-async def lag_gauge(port: int) -> dict[str, float]:
-    """`cxone_sync_consumer_lag` per partition from the service's /metrics."""
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        try:
-            response = await http.get(f"http://127.0.0.1:{port}/metrics")
-        except httpx.HTTPError:
-            return {}
-    return {
-        sample.labels["partition"]: float(sample.value)
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "cxone_sync_consumer_lag"
-    }
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
@@ -230,7 +207,7 @@ async def test_a_killed_broker_loses_nothing_and_the_service_rides_it_out(
             results = await audit.wait_for_results(len(produced), within=WITHIN)
 
             async def caught_up() -> bool:
-                return await lag_gauge(port) == {"0": 0.0, "1": 0.0}
+                return await consumer_lag(port) == {"0": 0.0, "1": 0.0}
 
             async def ready() -> bool:
                 return readiness.last == 200

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import Sequence
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.replay import ReplayRange, replay
 from consumer.sandbox.feed import AuditReader
 from consumer.sandbox.server import SimulatorServer
+from tests.apache_kafka.node import free_port
 from tests.conftest import BrokerEndpoint, Topics
-from tests.integration.harness import ServiceProcess, logged, make_pipeline
+from tests.integration.harness import ServiceProcess, consumer_lag, logged, make_pipeline
 from tests.integration.workload import (
     WORKLOAD_POLICY,
     RoleEvent,
@@ -39,13 +37,6 @@ from tests.integration.workload import (
 PARTITIONS = 2
 PER_TRANSACTION = 8
 WITHIN = 120.0
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 for the service's metrics."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def transactions(events: Sequence[RoleEvent]) -> list[tuple[bool, list[RoleEvent]]]:
@@ -78,25 +69,11 @@ async def write_transactions(
         await producer.stop()
 
 
-async def lag_samples(http: httpx.AsyncClient) -> dict[str, float]:
-    """`cxone_sync_consumer_lag` per partition, as the service's /metrics serves it."""
-    try:
-        response = await http.get("/metrics")
-    except httpx.HTTPError:
-        return {}
-    return {
-        sample.labels["partition"]: float(sample.value)
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "cxone_sync_consumer_lag"
-    }
-
-
-async def wait_for_zero_lag(http: httpx.AsyncClient) -> None:
+async def wait_for_zero_lag(port: int) -> None:
     """Poll /metrics until the lag gauge of both partitions reads 0."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WITHIN
-    while (lags := await lag_samples(http)) != {"0": 0.0, "1": 0.0}:
+    while (lags := await consumer_lag(port)) != {"0": 0.0, "1": 0.0}:
         if loop.time() > deadline:
             raise TimeoutError(f"the lag gauge still reads {lags}")
         await asyncio.sleep(0.1)
@@ -154,17 +131,14 @@ async def test_aborted_events_are_never_applied_and_markers_break_nothing(
 
     service = ServiceProcess(pipeline.environment).start()
     try:
-        async with (
-            AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http,
-        ):
+        async with AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit:
             await write_transactions(
                 pipeline.bootstrap_servers, pipeline.input_topic, during, topics.name("idp")
             )
             results = await audit.wait_for_results(len(committed), within=WITHIN)
             ends = await log_ends(pipeline.bootstrap_servers, pipeline.input_topic)
 
-            await wait_for_zero_lag(http)
+            await wait_for_zero_lag(port)
         service.signal(signal.SIGTERM)
         assert await service.wait_async(60) == 0
         output = service.output
