@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.ingress.service import Ingress, IngressTuning
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import Topics
-from tests.integration.harness import fast_tuning
+from tests.integration.harness import fast_tuning, wait_until
 from tests.integration.ingress_harness import (
     USER_SCHEMA,
     event_log,
@@ -18,6 +21,25 @@ from tests.integration.ingress_harness import (
 )
 
 pytestmark = pytest.mark.timeout(150)
+
+
+async def wait_for_members(bootstrap_servers: str, group: str, count: int) -> None:
+    """Wait until the consumer group is stable with `count` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            [(_, _, state, _, _, members, *_)] = response.groups
+            if state == "Stable" and len(members) == count:
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"{group}: {state} with {len(members)} members")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 async def test_one_instance_serves_and_the_other_takes_over_with_its_state(
@@ -32,8 +54,16 @@ async def test_one_instance_serves_and_the_other_takes_over_with_its_state(
         async with event_log(pipeline) as log:
             for instance in instances:
                 await instance.start()
-            serving = [await instance.serving_within(30.0) for instance in instances]
-            # Both joined: exactly one holds the state topic.
+            # Both in the group (a real broker lets the first serve alone before the second
+            # joins): exactly one holds the state topic.
+            group = f"{ingress_settings(pipeline).kafka_group_id}.ingress"
+            await wait_for_members(pipeline.bootstrap_servers, group, 2)
+            await wait_until(
+                lambda: sum(instance.health.joined for instance in instances) == 1,
+                within=30.0,
+                what="one writer",
+            )
+            serving = [instance.health.joined for instance in instances]
             assert sorted(serving) == [False, True]
             writer, standby = instances if serving[0] else instances[::-1]
             async with idp_client(standby) as idp:
