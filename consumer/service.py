@@ -37,6 +37,7 @@ from consumer.scim.client import (
 from consumer.scim.shared_limit import build_limiter
 from consumer.scim.throttle import RateLimiter
 from consumer.settings import Settings
+from consumer.stream.access_refused import access_refused
 from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.broker_profile import BrokerProfile
 from consumer.stream.consumer import FlowLimits, StreamConsumer
@@ -299,7 +300,13 @@ async def run_service(
             policy_file=str(settings.policy_file),
             policy_sha256=policy.sha256,
         )
-        await stream.run(stop)
+        try:
+            await stream.run(stop)
+        except KafkaError as error:
+            refused = access_refused(error, settings)
+            if refused is None:
+                raise
+            raise refused from None
     except _Stopped:
         log.info("service.stopped_during_startup")
     finally:
@@ -328,6 +335,9 @@ async def _start_consumer(kafka: AIOKafkaConsumer, settings: Settings, stop: asy
     try:
         await _unless_stopped(stop, kafka.start())
     except KafkaError as error:
+        refused = access_refused(error, settings)
+        if refused is not None:
+            raise refused from None
         raise ConfigurationError(
             f"start-up error: the consumer could not join through KAFKA_BOOTSTRAP_SERVERS "
             f"{settings.kafka_bootstrap_servers}: {type(error).__name__}"

@@ -10,8 +10,11 @@ Its client listeners:
 - `MTLS`: TLS that requires a client certificate signed by the clients' CA; the certificate
   `role-sync` it issued is a super user (`User:CN=role-sync`).
 - `OTHERHOST`: TLS whose certificate names only `kafka.other.example`.
+- `PLAINTEXT`: for the tests' own set-up and checks (topics, input records, audit readers).
 
-The controllers talk over the plaintext controller listener as `User:ANONYMOUS`, a super user.
+The controllers talk over the plaintext controller listener as `User:ANONYMOUS`, which must then
+be a super user: so is every client without an identity (`PLAINTEXT`, `SSL`, `OTHERHOST`). The
+authorizer decides for the SASL users and the `MTLS` certificate only.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ ADMIN, ADMIN_SECRET = "admin", "admin-secret-2c9e"
 APP, APP_SECRET = "app", "app-secret-71fd"
 CLIENT_KEY_PASSWORD = "client-key-password-5e0b"
 CLIENT_PRINCIPAL = "CN=role-sync"
-LISTENERS = ("SASL_PLAINTEXT", "SASL_SSL", "SSL", "MTLS", "OTHERHOST")
+LISTENERS = ("SASL_PLAINTEXT", "SASL_SSL", "SSL", "MTLS", "OTHERHOST", "PLAINTEXT")
 OTHER_HOST = "kafka.other.example"
 
 

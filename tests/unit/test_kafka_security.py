@@ -8,11 +8,19 @@ import ssl
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
 from structlog.testing import capture_logs
 
 from consumer.errors import ConfigurationError
 from consumer.settings import Settings, load_settings
 from consumer.stream import kafka
+from consumer.stream.access_refused import access_refused
+from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.kafka import (
     FileTokenProvider,
     connection_options,
@@ -221,3 +229,52 @@ async def test_the_tls_check_leaves_plaintext_and_unreachable_brokers_alone() ->
     tls = settings(kafka_security_protocol="SSL", kafka_bootstrap_servers=f"127.0.0.1:{closed}")
     assert await verify_broker_tls(plaintext) is None  # type: ignore[func-returns-value]
     assert await verify_broker_tls(tls, within=2.0) is None  # type: ignore[func-returns-value]
+
+
+@pytest.mark.parametrize(
+    ("error", "setting"),
+    [
+        (GroupAuthorizationFailedError(), "KAFKA_GROUP_ID"),
+        (TopicAuthorizationFailedError("idp.role-changes"), "KAFKA_INPUT_TOPIC"),
+    ],
+)
+def test_an_authorization_the_consumer_is_refused_is_a_line_naming_the_setting(
+    error: Exception, setting: str
+) -> None:
+    """A refused group or input READ becomes one configuration error naming its setting."""
+    refused = access_refused(error, settings())
+
+    assert refused is not None
+    assert str(refused).startswith(f"configuration error: {setting}: the broker refuses")
+
+
+def test_other_kafka_errors_are_not_access_refusals() -> None:
+    """A retriable error, or another refusal, is left to whoever handles it."""
+    assert access_refused(KafkaConnectionError("gone"), settings()) is None
+    assert access_refused(ClusterAuthorizationFailedError(), settings()) is None
+
+
+async def test_credentials_are_not_checked_without_a_password_mechanism() -> None:
+    """PLAINTEXT, SSL and OAUTHBEARER connect to nothing before the clients start."""
+    nowhere = "127.0.0.1:1"
+    await verify_broker_credentials(settings(kafka_bootstrap_servers=nowhere))
+    await verify_broker_credentials(
+        settings(kafka_bootstrap_servers=nowhere, kafka_security_protocol="SSL")
+    )
+
+
+async def test_a_broker_that_does_not_answer_is_left_to_the_retries() -> None:
+    """No broker listening: the credential check lets start-up go on to its retried connect."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    await verify_broker_credentials(
+        settings(
+            kafka_bootstrap_servers=f"127.0.0.1:{port}",
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="app",
+            kafka_sasl_password=SASL_PASSWORD,
+        ),
+        within=2.0,
+    )
