@@ -439,8 +439,7 @@ class StreamConsumer:
                     return
                 result = applied.result
                 self._watch_late_writes(item, item.event.user_id)
-                for older, folded in zip(item.folded, applied.folded, strict=True):
-                    self._publish_folded(older, folded)
+                self._publish_folded(list(zip(item.folded, applied.folded, strict=True)))
             await self._publish(item, result)
 
     async def _apply(self, item: WorkItem, event: RoleChangeEvent) -> Applied | None:
@@ -556,17 +555,22 @@ class StreamConsumer:
             settle_after_seconds=self._late_writes.settle_after if self._late_writes else None,
         )
 
-    def _publish_folded(self, older: WorkItem, result: SyncResult) -> None:
-        """Publish the result of an event folded into a newer one's write, now that it is done."""
+    def _publish_folded(self, folded: list[tuple[WorkItem, SyncResult]]) -> None:
+        """Publish the results of the events folded into a newer one's write, now it is done."""
+        if not folded:
+            return
 
         async def publish() -> None:
-            # Its own position and id in its log lines, not the newer event's.
-            with structlog.contextvars.bound_contextvars(
-                partition=older.tp.partition, offset=older.offset, event_id=result.event_id
-            ):
-                await self._publish(older, result)
+            # One batch: sent together, each finished only once every one is acknowledged.
+            await self._publisher.publish_results([result for _, result in folded])
+            for older, result in folded:
+                # Its own position and id in its log line, not the newer event's.
+                with structlog.contextvars.bound_contextvars(
+                    partition=older.tp.partition, offset=older.offset, event_id=result.event_id
+                ):
+                    self._account(older, result)
 
-        # Published in the background: awaiting each acknowledgement here would hold the
+        # Published in the background: awaiting the acknowledgements here would hold the
         # newest event's slot, and a burst of a user's events makes many of these at once.
         task = asyncio.create_task(publish())
         self._background.add(task)
@@ -602,6 +606,10 @@ class StreamConsumer:
 
     async def _publish(self, item: WorkItem, result: SyncResult) -> None:
         await self._publisher.publish_result(result)
+        self._account(item, result)
+
+    def _account(self, item: WorkItem, result: SyncResult) -> None:
+        """Count and log a result whose audit the broker acknowledged; its record is finished."""
         record_result(result, latency_seconds=self._clock() - item.received_at)
         self._tracker.finish(item.tp, item.offset, item.epoch)
         if self._on_result is not None:

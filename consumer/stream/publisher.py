@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -214,6 +214,31 @@ class AuditPublisher:
         """Send the audit event and return once the broker acknowledged it (acks=all)."""
         envelope = audit_envelope(result, max_record_bytes=self._max_record_bytes)
         await self._deliver(self._audit_topic, envelope)
+
+    async def publish_results(self, results: Sequence[SyncResult]) -> None:
+        """Send several audit events together; return once the broker acknowledged every one.
+
+        Every record is handed to the producer before any acknowledgement is awaited, so they
+        travel in the same requests, and no retry machinery is built for them; one whose send
+        fails is then delivered as `publish_result` delivers it, until acknowledged.
+        """
+        topic = self._audit_topic
+        sent: list[tuple[Envelope, asyncio.Future[object] | None]] = []
+        for result in results:
+            envelope = audit_envelope(result, max_record_bytes=self._max_record_bytes)
+            try:
+                delivery = await self._producer.send(topic, value=envelope.value, key=envelope.key)
+            except KafkaError:
+                delivery = None
+            sent.append((envelope, delivery))
+        for envelope, delivery in sent:
+            if delivery is not None:
+                try:
+                    await delivery
+                    continue
+                except KafkaError:
+                    pass
+            await self._deliver(topic, envelope)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Send the original key and bytes (a marked prefix if too large) to the DLQ."""

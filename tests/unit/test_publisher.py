@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+from datetime import UTC, datetime
 
 import pytest
 from aiokafka.errors import (
@@ -17,9 +20,11 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from consumer.events import Outcome, SourcePosition, SyncResult
 from consumer.observability.http import HealthState
 from consumer.stream.publisher import (
     MAX_KEPT_KEY,
+    AuditPublisher,
     DeadLetter,
     Envelope,
     blocks_delivery,
@@ -137,3 +142,88 @@ def test_readiness_says_publish_blocked_while_the_publisher_is_blocked() -> None
     assert state.not_ready_reason() == "publish_blocked"
     blocked[0] = False
     assert state.not_ready_reason() is None
+
+
+class BatchProducer:
+    """An in-memory producer: `send` queues a delivery future, `send_and_wait` delivers at once.
+
+    Sends of the offsets in `refused` raise; deliveries of the offsets in `lost` fail.
+    """
+
+    def __init__(
+        self, *, queued: int, refused: set[int] = frozenset(), lost: set[int] = frozenset()
+    ) -> None:
+        self.refused = set(refused)
+        # Set once `queued` deliveries wait for their acknowledgement.
+        self.all_queued = asyncio.Event()
+        self.queued = queued
+        self.lost = set(lost)
+        self.calls: list[tuple[str, int]] = []
+        self.pending: list[tuple[int, asyncio.Future[object]]] = []
+
+    @staticmethod
+    def offset_of(value: bytes | None) -> int:
+        assert value is not None
+        return int(json.loads(value)["data"]["source"]["offset"])
+
+    async def send(
+        self, topic: str, value: bytes | None = None, **_: object
+    ) -> asyncio.Future[object]:
+        offset = self.offset_of(value)
+        self.calls.append(("send", offset))
+        if offset in self.refused:
+            raise KafkaTimeoutError()
+        delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.pending.append((offset, delivery))
+        if len(self.pending) == self.queued:
+            self.all_queued.set()
+        return delivery
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, **_: object) -> None:
+        self.calls.append(("send_and_wait", self.offset_of(value)))
+
+    def acknowledge_all(self) -> None:
+        """Resolve every queued delivery, newest first; the lost ones fail."""
+        for offset, delivery in reversed(self.pending):
+            self.calls.append(("ack", offset))
+            if offset in self.lost:
+                delivery.set_exception(RequestTimedOutError())
+            else:
+                delivery.set_result(None)
+
+
+def audit_result(offset: int) -> SyncResult:
+    """A superseded result of the record at `offset`."""
+    return SyncResult(
+        event_id=f"evt-{offset}",
+        user_id="u-1",
+        outcome=Outcome.SUPERSEDED,
+        source=SourcePosition(topic="input", partition=0, offset=offset),
+        processed_at=datetime.now(UTC),
+    )
+
+
+async def test_a_batch_is_sent_whole_before_any_acknowledgement_is_awaited() -> None:
+    """Every record of a batch reaches the producer first; the call returns once all are acked."""
+    producer = BatchProducer(queued=3)
+    publisher = AuditPublisher(producer, audit_topic="audit", dlq_topic="dlq")  # type: ignore[arg-type]
+    task = asyncio.create_task(publisher.publish_results([audit_result(n) for n in range(3)]))
+    await asyncio.wait_for(producer.all_queued.wait(), 5.0)
+    assert producer.calls == [("send", 0), ("send", 1), ("send", 2)]
+    assert not task.done()
+    producer.acknowledge_all()
+    await asyncio.wait_for(task, 5.0)
+    assert producer.calls[3:] == [("ack", 2), ("ack", 1), ("ack", 0)]
+
+
+async def test_a_refused_send_and_a_lost_delivery_are_delivered_again() -> None:
+    """A send that raises and a delivery that fails both go out again until acknowledged."""
+    producer = BatchProducer(queued=3, refused={1}, lost={2})
+    publisher = AuditPublisher(producer, audit_topic="audit", dlq_topic="dlq")  # type: ignore[arg-type]
+    task = asyncio.create_task(publisher.publish_results([audit_result(n) for n in range(4)]))
+    await asyncio.wait_for(producer.all_queued.wait(), 5.0)
+    producer.acknowledge_all()
+    await asyncio.wait_for(task, 5.0)
+    again = [offset for kind, offset in producer.calls if kind == "send_and_wait"]
+    assert again == [1, 2]
+    assert not publisher.blocked

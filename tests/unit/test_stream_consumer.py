@@ -124,6 +124,10 @@ class InMemoryPublisher:
     async def publish_result(self, result: SyncResult) -> None:
         self.results.append(result)
 
+    async def publish_results(self, results: Sequence[SyncResult]) -> None:
+        for result in results:
+            await self.publish_result(result)
+
     async def publish_dead_letter(self, letter: object) -> None:
         return None
 
@@ -176,10 +180,12 @@ async def drive(
     *,
     limits: FlowLimits,
     attempts_to_fail: int = 1,
+    kafka: InMemoryKafka | None = None,
+    publisher: InMemoryPublisher | None = None,
 ) -> tuple[InMemoryKafka, InMemoryPublisher, StreamConsumer]:
     """Run the real consumer loop until every partition committed its end, then stop it."""
-    kafka = InMemoryKafka(logs)
-    publisher = InMemoryPublisher()
+    kafka = kafka or InMemoryKafka(logs)
+    publisher = publisher or InMemoryPublisher()
     stream = StreamConsumer(
         kafka,  # type: ignore[arg-type]
         ScriptedSynchronizer(script, attempts_to_fail),  # type: ignore[arg-type]
@@ -461,3 +467,73 @@ async def test_a_stop_during_a_rebalance_does_not_wait_for_the_group() -> None:
         await task
     assert [result.outcome for result in publisher.results] == [Outcome.SYNCED]
     assert kafka.commits == {TopicPartition(TOPIC, 0): 1}
+
+
+@dataclass
+class LateAcks(InMemoryPublisher):
+    """Acknowledges each audit after a drawn number of loop turns, batches record by record."""
+
+    turns: list[int] = field(default_factory=list)
+    acknowledged: set[tuple[int, int]] = field(default_factory=set)
+
+    async def publish_result(self, result: SyncResult) -> None:
+        for _ in range(self.turns.pop() if self.turns else 0):
+            await asyncio.sleep(0)
+        self.acknowledged.add((result.source.partition, result.source.offset))
+        self.results.append(result)
+
+    async def publish_results(self, results: Sequence[SyncResult]) -> None:
+        # Acknowledgements of one batch arrive in any order, as the broker's may.
+        await asyncio.gather(*(self.publish_result(result) for result in results))
+
+
+class CheckedCommits(InMemoryKafka):
+    """Notes every commit that passes a record whose audit was not acknowledged yet."""
+
+    def __init__(self, logs: Mapping[int, list[ConsumerRecord[Any, Any]]]) -> None:
+        super().__init__(logs)
+        self.publisher: LateAcks | None = None
+        self.premature: list[tuple[int, int]] = []
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        assert self.publisher is not None
+        for tp, offset in offsets.items():
+            self.premature += [
+                (tp.partition, earlier)
+                for earlier in range(offset)
+                if (tp.partition, earlier) not in self.publisher.acknowledged
+            ]
+        await super().commit(offsets)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from(["u-1", "u-2"]), st.sampled_from(["slow"])),
+        min_size=2,
+        max_size=30,
+    ),
+    turns=st.lists(st.integers(0, 6), max_size=60),
+)
+def test_batched_folded_audits_are_never_committed_past_before_acknowledged(
+    plan: list[tuple[int, str, str]], turns: list[int]
+) -> None:
+    """Folded events' audits go out as one batch acknowledged in any order: no commit ever
+    passes a record whose audit is not acknowledged, and every record ends audited once."""
+    logs: dict[int, list[ConsumerRecord[Any, Any]]] = defaultdict(list)
+    script: dict[tuple[int, int], str] = {}
+    for partition, user, behaviour in plan:
+        offset = len(logs[partition])
+        logs[partition].append(consumer_record(partition, offset, user, event_bytes(user, offset)))
+        script[(partition, offset)] = behaviour
+    kafka = CheckedCommits(logs)
+    publisher = LateAcks(turns=list(turns))
+    kafka.publisher = publisher
+
+    with capture_logs():
+        asyncio.run(drive(logs, script, limits=FAST, kafka=kafka, publisher=publisher))
+
+    assert kafka.premature == []
+    assert kafka.commits == {TopicPartition(TOPIC, p): len(r) for p, r in logs.items()}
+    assert sorted(publisher.acknowledged) == sorted(script)
+    assert len(publisher.results) == len(script)
