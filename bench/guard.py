@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from aiokafka.partitioner import DefaultPartitioner
 
 from bench.pipeline import create_run_topics
 from bench.report import Table, cell
@@ -38,6 +39,7 @@ class GuardOptions:
     instances: tuple[int, ...] = (1, 2, 4)
     max_revocations: int = 10
     window_seconds: int = 300
+    # Spread evenly: 15 on each partition, more than the whole limit.
     revocations: int = 60
     partitions: int = 4
     within: float = 120.0
@@ -66,6 +68,25 @@ def deactivation(number: int, run: str) -> tuple[bytes, bytes]:
         "data": {"user_id": uid},
     }
     return uid.encode(), json.dumps(event).encode()
+
+
+def spread_users(options: GuardOptions) -> list[int]:
+    """Sample user numbers, as many on each partition (by the producer's own partitioner).
+
+    Every partition gets more revocations than the limit, so an instance trips whatever share of
+    it it holds, with or without the group's shares.
+    """
+    partitioner = DefaultPartitioner()
+    ids = list(range(options.partitions))
+    per_partition = options.revocations // options.partitions
+    chosen: dict[int, list[int]] = {partition: [] for partition in ids}
+    number = 0
+    while any(len(numbers) < per_partition for numbers in chosen.values()):
+        number += 1
+        partition = partitioner(user_id(number).encode(), ids, ids)
+        if len(chosen[partition]) < per_partition:
+            chosen[partition].append(number)
+    return sorted(number for numbers in chosen.values() for number in numbers)
 
 
 def guarded_policy(directory: Path, options: GuardOptions) -> Path:
@@ -102,7 +123,8 @@ async def measure(
 ) -> GuardResult:
     """Run `instances` services on a backlog of deactivations until every guard tripped."""
     topics = await create_run_topics(broker, f"guard-{instances}", partitions=options.partitions)
-    async with SimulatorProcess(users=options.revocations) as simulator:
+    numbers = spread_users(options)
+    async with SimulatorProcess(users=max(numbers)) as simulator:
         environment = {
             **topics.environment(),
             **simulator.environment(),
@@ -118,7 +140,7 @@ async def measure(
             await produce(
                 topics.bootstrap_servers,
                 topics.input,
-                [deactivation(number, topics.run) for number in range(1, options.revocations + 1)],
+                [deactivation(number, topics.run) for number in numbers],
             )
             states = await _wait_until_tripped(services, options)
             seconds = time.perf_counter() - started
