@@ -91,6 +91,27 @@ def owned(service: InProcessService) -> int:
     return 0 if status is None else int(str(status["share"]).split("/")[0])
 
 
+async def deactivate_once_split(
+    pipeline: Pipeline, first: InProcessService, second: InProcessService, users: list[str]
+) -> None:
+    """Once the two members own two partitions each, deactivate `users`; wait for both trips."""
+    await wait_until(
+        lambda: owned(first) == owned(second) == PARTITIONS // 2,
+        within=WITHIN,
+        what="both members to own two partitions each",
+    )
+    await produce(
+        pipeline.bootstrap_servers,
+        pipeline.input_topic,
+        [deactivation(user) for user in users],
+    )
+    await wait_until(
+        lambda: first.health.guard_tripped and second.health.guard_tripped,
+        within=WITHIN,
+        what="both members' guards to trip",
+    )
+
+
 async def guarded_pipeline(topics: Topics, server: SimulatorServer, tmp_path: Path) -> Pipeline:
     """Four partitions and the three-revocation policy."""
     return await make_pipeline(
@@ -110,21 +131,7 @@ async def test_two_members_apply_no_more_than_the_groups_limit(
         running_service(pipeline.settings(sync_shutdown_grace_seconds=1)) as second,
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
-        await wait_until(
-            lambda: owned(first) == owned(second) == PARTITIONS // 2,
-            within=WITHIN,
-            what="both members to own two partitions each",
-        )
-        await produce(
-            pipeline.bootstrap_servers,
-            pipeline.input_topic,
-            [deactivation(user) for user in users],
-        )
-        await wait_until(
-            lambda: first.health.guard_tripped and second.health.guard_tripped,
-            within=WITHIN,
-            what="both members' guards to trip",
-        )
+        await deactivate_once_split(pipeline, first, second, users)
         applied = await audit.wait_for_results(LIMIT, within=WITHIN)
         await audit.poll()
         audited = dict(audit.results)
@@ -157,21 +164,7 @@ async def test_a_handover_carries_the_windows_spend_to_the_new_owner(
         )
         await audit.wait_for_results(len(early), within=WITHIN)
         async with running_service(pipeline.settings(sync_shutdown_grace_seconds=1)) as second:
-            await wait_until(
-                lambda: owned(first) == owned(second) == PARTITIONS // 2,
-                within=WITHIN,
-                what="the partitions to be split between the two members",
-            )
-            await produce(
-                pipeline.bootstrap_servers,
-                pipeline.input_topic,
-                [deactivation(user) for user in late],
-            )
-            await wait_until(
-                lambda: first.health.guard_tripped and second.health.guard_tripped,
-                within=WITHIN,
-                what="both members' guards to trip",
-            )
+            await deactivate_once_split(pipeline, first, second, late)
             await audit.poll()
             done = deactivated(simulator_server, [*early, *late])
 
