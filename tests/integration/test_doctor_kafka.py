@@ -4,26 +4,31 @@ reports are judged."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.client import AIOKafkaClient
 
 from consumer.doctor.diagnose import DoctorOptions, diagnose
 from consumer.doctor.findings import Finding, Verdict
 from consumer.sandbox.server import SimulatorServer
 from consumer.settings import Settings, load_settings
-from tests.apache_kafka.cluster import KafkaCluster
 from tests.conftest import TEST_CREDENTIALS, ClusterFactory
 from tests.integration.harness import EXAMPLE_POLICY
-from tests.kafka_acls import Grant, Operation, ResourceType, create_acls
+from tests.kafka_acls import Grant, Operation, ResourceType
+from tests.secured_kafka import (
+    ADMIN,
+    ADMIN_SECRET,
+    APP,
+    APP_SECRET,
+    SCRAM,
+    SecuredKafka,
+    grant,
+    sasl_options,
+    start_secured,
+    until_visible,
+)
 
 pytestmark = pytest.mark.asyncio
 
-MECHANISM = "SCRAM-SHA-512"
-ADMIN, ADMIN_SECRET = "admin", "admin-secret-2c9e"
-APP, APP_SECRET = "app", "app-secret-71fd"
 INPUT, AUDIT, DLQ, GROUP = (
     "idp.role-changes",
     "cxone.role-sync.audit",
@@ -33,103 +38,51 @@ INPUT, AUDIT, DLQ, GROUP = (
 UNREADABLE, OTHER_GROUP = "idp.role-changes.unreadable", "someone-elses-group"
 
 
-def _jaas(user: str, secret: str) -> str:
-    return (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{user}" password="{secret}";'
-    )
+@pytest.fixture(scope="module")
+def secured(
+    kafka_module_clusters: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
+) -> SecuredKafka:
+    """One node with SASL/SCRAM and the standard authorizer: no ACL, no access."""
+    return start_secured(kafka_module_clusters, tmp_path_factory.mktemp("secured-kafka"))
 
 
-@pytest.fixture
-def secured(kafka_clusters: ClusterFactory) -> KafkaCluster:
-    """One node with a SASL/SCRAM listener and the standard authorizer: no ACL, no access."""
-    return kafka_clusters(
-        listeners=("SASL_PLAINTEXT",),
-        properties={
-            "sasl.enabled.mechanisms": MECHANISM,
-            "sasl.mechanism.inter.broker.protocol": MECHANISM,
-            f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config": _jaas(
-                ADMIN, ADMIN_SECRET
-            ),
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            # The controllers talk over the plaintext controller listener, as ANONYMOUS.
-            "super.users": f"User:{ADMIN};User:ANONYMOUS",
-            "allow.everyone.if.no.acl.found": "false",
-        },
-        format_arguments=[
-            "--add-scram",
-            f"{MECHANISM}=[name={ADMIN},password={ADMIN_SECRET}]",
-            "--add-scram",
-            f"{MECHANISM}=[name={APP},password={APP_SECRET}]",
-        ],
-    )
+async def _prepare(kafka: SecuredKafka) -> None:
+    """The topics, and ACLs for `app`: read the input, use the group, write the audit only.
 
-
-def _sasl(user: str, secret: str) -> dict[str, str]:
-    return {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": MECHANISM,
-        "sasl_plain_username": user,
-        "sasl_plain_password": secret,
-    }
-
-
-async def _prepare(cluster: KafkaCluster) -> None:
-    """The topics, and ACLs for `app`: read the input, use the group, write the audit only."""
-    bootstrap = cluster.bootstrap_servers()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_sasl(ADMIN, ADMIN_SECRET))
+    Idempotent: the tests of the module share the node.
+    """
+    bootstrap = kafka.bootstrap_servers()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sasl_options(ADMIN, ADMIN_SECRET))
     await admin.start()
     try:
+        # An existing topic is reported in the answer, not raised.
         await admin.create_topics(
             [NewTopic(name, 2, 1) for name in (INPUT, AUDIT, DLQ, UNREADABLE)]
         )
     finally:
         await admin.close()
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, **_sasl(ADMIN, ADMIN_SECRET))
-    await client.bootstrap()
-    try:
-        await create_acls(
-            client,
-            [
-                Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.READ),
-                Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.DESCRIBE_CONFIGS),
-                Grant(f"User:{APP}", ResourceType.GROUP, GROUP, Operation.READ),
-                Grant(f"User:{APP}", ResourceType.TOPIC, AUDIT, Operation.WRITE),
-                # Seen, but neither written nor read.
-                Grant(f"User:{APP}", ResourceType.TOPIC, DLQ, Operation.DESCRIBE),
-                Grant(f"User:{APP}", ResourceType.TOPIC, UNREADABLE, Operation.DESCRIBE),
-            ],
-        )
-    finally:
-        await client.close()
-    await _until_visible(bootstrap, {INPUT, AUDIT, DLQ, UNREADABLE})
-
-
-async def _until_visible(bootstrap: str, wanted: set[str], within: float = 30.0) -> None:
-    """ACLs reach the broker asynchronously: wait until `app` sees every topic it may."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_sasl(APP, APP_SECRET))
-        await admin.start()
-        try:
-            listed = set(await admin.list_topics())
-        finally:
-            await admin.close()
-        if wanted <= listed:
-            return
-        if loop.time() > deadline:
-            raise TimeoutError(f"the ACLs did not reach the broker: {sorted(wanted - listed)}")
-        await asyncio.sleep(0.2)
+    await grant(
+        bootstrap,
+        [
+            Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.READ),
+            Grant(f"User:{APP}", ResourceType.TOPIC, INPUT, Operation.DESCRIBE_CONFIGS),
+            Grant(f"User:{APP}", ResourceType.GROUP, GROUP, Operation.READ),
+            Grant(f"User:{APP}", ResourceType.TOPIC, AUDIT, Operation.WRITE),
+            # Seen, but neither written nor read.
+            Grant(f"User:{APP}", ResourceType.TOPIC, DLQ, Operation.DESCRIBE),
+            Grant(f"User:{APP}", ResourceType.TOPIC, UNREADABLE, Operation.DESCRIBE),
+        ],
+    )
+    await until_visible(bootstrap, {INPUT, AUDIT, DLQ, UNREADABLE})
 
 
 def _settings(
-    cluster: KafkaCluster, server: SimulatorServer, user: str, secret: str, **extra: object
+    kafka: SecuredKafka, server: SimulatorServer, user: str, secret: str, **extra: object
 ) -> Settings:
     fields: dict[str, object] = {
-        "kafka_bootstrap_servers": cluster.bootstrap_servers(),
+        "kafka_bootstrap_servers": kafka.bootstrap_servers(),
         "kafka_security_protocol": "SASL_PLAINTEXT",
-        "kafka_sasl_mechanism": MECHANISM,
+        "kafka_sasl_mechanism": SCRAM,
         "kafka_sasl_username": user,
         "kafka_sasl_password": secret,
         "cxone_scim_base_url": server.scim_base_url,
@@ -146,7 +99,7 @@ def _verdicts(findings: list[Finding]) -> dict[str, Verdict]:
 
 
 async def test_each_permission_probe_passes_with_the_permission_and_fails_without(
-    secured: KafkaCluster, simulator_server: SimulatorServer
+    secured: SecuredKafka, simulator_server: SimulatorServer
 ) -> None:
     """`app` may read the input, use the group, write the audit, not write the DLQ: so it says."""
     await _prepare(secured)
@@ -169,7 +122,7 @@ async def test_each_permission_probe_passes_with_the_permission_and_fails_withou
 
 
 async def test_a_group_and_an_input_the_principal_may_not_read_fail(
-    secured: KafkaCluster, simulator_server: SimulatorServer
+    secured: SecuredKafka, simulator_server: SimulatorServer
 ) -> None:
     """Another group id, and an input topic `app` may only describe, fail their checks."""
     await _prepare(secured)
@@ -192,7 +145,7 @@ async def test_a_group_and_an_input_the_principal_may_not_read_fail(
 
 
 async def test_the_super_user_passes_every_permission_probe(
-    secured: KafkaCluster, simulator_server: SimulatorServer
+    secured: SecuredKafka, simulator_server: SimulatorServer
 ) -> None:
     """A principal allowed everything passes every Kafka permission check."""
     await _prepare(secured)
