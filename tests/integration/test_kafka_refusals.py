@@ -6,8 +6,8 @@ only the ACLs a test grants.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -109,25 +109,26 @@ def guard_ledger_grants(pipeline: Pipeline) -> list[Grant]:
     ]
 
 
-async def test_an_audit_topic_the_service_may_not_write_blocks_until_granted(
-    secured: SecuredKafka, simulator_server: SimulatorServer, request: pytest.FixtureRequest
-) -> None:
-    """Without WRITE on the audit topic the record is blocked; granted, it goes on, nothing lost."""
-    pipeline = await pipeline_on(secured, simulator_server, request)
-    sasl = secured.bootstrap_servers("SASL_PLAINTEXT")
-    await grant(
-        sasl,
-        [
-            app_may(Operation.READ, ResourceType.TOPIC, pipeline.input_topic),
-            app_may(Operation.READ, ResourceType.GROUP, pipeline.group_id),
-            app_may(Operation.WRITE, ResourceType.TOPIC, pipeline.dlq_topic),
-            *guard_ledger_grants(pipeline),
-        ],
-    )
-    before = blocked_gauge()
+@dataclass(frozen=True)
+class BlockedRun:
+    """What was seen while the audit record was blocked, and after the cause was fixed."""
 
+    gauge_before: float
+    gauge_blocked: float
+    committed_while_blocked: int | None
+    commits_after: dict[int, int | None]
+    gauge_after: float
+    audited: list[tuple[str, Outcome]]
+
+
+async def blocked_until_fixed(
+    settings: Settings, pipeline: Pipeline, fix: Callable[[], Awaitable[None]]
+) -> BlockedRun:
+    """Run the service until its audit record is blocked, `fix()` the cause, and run it until
+    the record is audited, committed and readiness is back."""
+    before = blocked_gauge()
     async with (
-        running_service(as_app(secured, pipeline), tuning=TUNING) as service,
+        running_service(settings, tuning=TUNING) as service,
         AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
     ):
         await wait_until(
@@ -137,7 +138,7 @@ async def test_an_audit_topic_the_service_may_not_write_blocks_until_granted(
         )
         blocked = blocked_gauge()
         committed_while_blocked = await committed_offset(pipeline)
-        await grant(sasl, [app_may(Operation.WRITE, ResourceType.TOPIC, pipeline.audit_topic)])
+        await fix()
         await audit.wait_until(
             lambda reader: len(reader.events) >= 1, within=WITHIN, what="the audit event"
         )
@@ -153,17 +154,50 @@ async def test_an_audit_topic_the_service_may_not_write_blocks_until_granted(
             within=WITHIN,
             what="readiness to recover",
         )
-        unblocked = blocked_gauge()
+        after = blocked_gauge()
         assert not service.task.done()
         await service.shutdown()
+    return BlockedRun(
+        before,
+        blocked,
+        committed_while_blocked,
+        commits,
+        after,
+        [(event.data.event_id, event.data.outcome) for event in audit.events],
+    )
 
-    assert blocked == before + 1
-    assert committed_while_blocked is None
-    assert commits == {0: 1}
-    assert unblocked == before
-    assert [(event.data.event_id, event.data.outcome) for event in audit.events] == [
-        ("evt-refused-1", Outcome.SYNCED)
-    ]
+
+def assert_blocked_then_delivered_once(run: BlockedRun) -> None:
+    """Blocked (gauge up, nothing committed), then audited once, committed, the gauge down."""
+    assert run.gauge_blocked == run.gauge_before + 1
+    assert run.committed_while_blocked is None
+    assert run.commits_after == {0: 1}
+    assert run.gauge_after == run.gauge_before
+    assert run.audited == [("evt-refused-1", Outcome.SYNCED)]
+
+
+async def test_an_audit_topic_the_service_may_not_write_blocks_until_granted(
+    secured: SecuredKafka, simulator_server: SimulatorServer, request: pytest.FixtureRequest
+) -> None:
+    """Without WRITE on the audit topic the record is blocked; granted, it goes on, nothing lost."""
+    pipeline = await pipeline_on(secured, simulator_server, request)
+    sasl = secured.bootstrap_servers("SASL_PLAINTEXT")
+    await grant(
+        sasl,
+        [
+            app_may(Operation.READ, ResourceType.TOPIC, pipeline.input_topic),
+            app_may(Operation.READ, ResourceType.GROUP, pipeline.group_id),
+            app_may(Operation.WRITE, ResourceType.TOPIC, pipeline.dlq_topic),
+            *guard_ledger_grants(pipeline),
+        ],
+    )
+    run = await blocked_until_fixed(
+        as_app(secured, pipeline),
+        pipeline,
+        lambda: grant(sasl, [app_may(Operation.WRITE, ResourceType.TOPIC, pipeline.audit_topic)]),
+    )
+
+    assert_blocked_then_delivered_once(run)
     assert roles_of(simulator_server, USER) == ["agent_voice"]
 
 
@@ -227,20 +261,8 @@ async def test_an_audit_event_above_the_topic_size_limit_blocks_until_the_limit_
     pipeline = await pipeline_on(
         secured, simulator_server, request, audit_configs={"max.message.bytes": "200"}
     )
-    settings = pipeline.settings()  # the PLAINTEXT listener: no ACL in the way
-    before = blocked_gauge()
 
-    async with (
-        running_service(settings, tuning=TUNING) as service,
-        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
-    ):
-        await wait_until(
-            lambda: service.health.not_ready_reason() == "publish_blocked",
-            within=WITHIN,
-            what="readiness to say publish_blocked",
-        )
-        blocked = blocked_gauge()
-        committed_while_blocked = await committed_offset(pipeline)
+    async def raise_the_limit() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.bootstrap_servers)
         await admin.start()
         try:
@@ -255,28 +277,8 @@ async def test_an_audit_event_above_the_topic_size_limit_blocks_until_the_limit_
             )
         finally:
             await admin.close()
-        await audit.wait_until(
-            lambda reader: len(reader.events) >= 1, within=WITHIN, what="the audit event"
-        )
-        commits = await wait_for_commits(
-            pipeline.bootstrap_servers,
-            pipeline.group_id,
-            pipeline.input_topic,
-            {0: 1},
-            within=WITHIN,
-        )
-        await wait_until(
-            lambda: service.health.not_ready_reason() is None,
-            within=WITHIN,
-            what="readiness to recover",
-        )
-        unblocked = blocked_gauge()
-        await service.shutdown()
 
-    assert blocked == before + 1
-    assert committed_while_blocked is None
-    assert commits == {0: 1}
-    assert unblocked == before
-    assert [(event.data.event_id, event.data.outcome) for event in audit.events] == [
-        ("evt-refused-1", Outcome.SYNCED)
-    ]
+    # The PLAINTEXT listener: no ACL in the way.
+    run = await blocked_until_fixed(pipeline.settings(), pipeline, raise_the_limit)
+
+    assert_blocked_then_delivered_once(run)
