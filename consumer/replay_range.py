@@ -25,6 +25,7 @@ from consumer.errors import ConfigurationError
 from consumer.events import RoleChangeEvent, SourcePosition
 from consumer.progress import ReplayProgress
 from consumer.settings import Settings
+from consumer.stream.broker_credentials import verify_broker_credentials
 from consumer.stream.broker_profile import BrokerProfile, probe_broker
 from consumer.stream.kafka import (
     INPUT_ISOLATION_LEVEL,
@@ -209,6 +210,7 @@ async def open_range(
     """Read the chosen range up to the end offsets captured now, and the rest of each partition
     up to its end after that (users with newer events); keep reading past it on request."""
     progress = progress or ReplayProgress(interactive=False)
+    await verify_broker_credentials(settings)
     kafka = AIOKafkaConsumer(
         **connection_options(settings),
         group_id=None,

@@ -8,6 +8,7 @@ another CA and another host name stop `run` with one line and exit code 2.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from consumer.events import Outcome
 from consumer.sandbox.server import SimulatorServer
 from tests.conftest import TEST_CREDENTIALS, ClusterFactory
 from tests.integration.harness import EXAMPLE_POLICY, ServiceProcess
+from tests.integration.test_cli import cli
 from tests.integration.test_kafka_tls import (
     assert_stopped_by_the_certificate,
     handshake_and_read,
@@ -136,6 +138,27 @@ async def test_a_wrong_password_stops_run_with_one_line(
     ]
     assert "Traceback" not in output
     assert wrong not in output
+
+
+async def test_replay_with_a_wrong_password_stops_with_the_same_line(
+    secured: SecuredKafka, simulator_server: SimulatorServer
+) -> None:
+    """`replay` checks the login before it reads: exit 2, the same one line, no secret."""
+    wrong = "not-the-password-0d41"
+    env = environment(secured, simulator_server, "SASL_PLAINTEXT", **sasl(SCRAM, APP, wrong))
+
+    result = await asyncio.to_thread(
+        cli, "replay", "--from-beginning", "--dry-run", environment=env
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"configuration error: KAFKA_SASL_PASSWORD: the broker {env['KAFKA_BOOTSTRAP_SERVERS']} "
+        f"rejected the {SCRAM} credentials of user {APP!r}; check KAFKA_SASL_USERNAME "
+        "and KAFKA_SASL_PASSWORD"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert wrong not in result.stdout + result.stderr
 
 
 async def test_tls_with_the_right_ca_carries_an_event_end_to_end(
