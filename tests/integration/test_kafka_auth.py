@@ -9,23 +9,23 @@ another CA and another host name stop `run` with one line and exit code 2.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
 from consumer.events import Outcome
 from consumer.sandbox.server import SimulatorServer
-from tests.conftest import TEST_CREDENTIALS, ClusterFactory
-from tests.integration.harness import EXAMPLE_POLICY, ServiceProcess
+from tests.conftest import ClusterFactory
 from tests.integration.test_cli import cli
 from tests.integration.test_kafka_tls import (
     assert_stopped_by_the_certificate,
     handshake_and_read,
     roles_of,
     run_one_event_end_to_end,
+    service_environment,
     settings_of,
 )
+from tests.integration.test_no_secrets import run_with_bad_settings
 from tests.secured_kafka import (
     ADMIN,
     ADMIN_SECRET,
@@ -54,23 +54,10 @@ def environment(
     kafka: SecuredKafka, server: SimulatorServer, listener: str, **extra: str
 ) -> dict[str, str]:
     """The service's environment for one listener of the node, with its own topics and group."""
-    suffix = os.urandom(4).hex()
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers(listener),
-        "KAFKA_SECURITY_PROTOCOL": "SSL" if listener in ("MTLS", "OTHERHOST") else listener,
-        "KAFKA_INPUT_TOPIC": f"input.auth.{suffix}",
-        "KAFKA_AUDIT_TOPIC": f"audit.auth.{suffix}",
-        "KAFKA_DLQ_TOPIC": f"dlq.auth.{suffix}",
-        "KAFKA_GROUP_ID": f"group.auth.{suffix}",
-        "CXONE_SCIM_BASE_URL": server.scim_base_url,
-        "CXONE_TOKEN_URL": server.token_url,
-        "CXONE_CLIENT_ID": TEST_CREDENTIALS.client_id,
-        "CXONE_CLIENT_SECRET": TEST_CREDENTIALS.client_secret,
-        "POLICY_FILE": str(EXAMPLE_POLICY),
-        "METRICS_PORT": "0",
-        "LOG_FORMAT": "json",
-        **extra,
-    }
+    protocol = "SSL" if listener in ("MTLS", "OTHERHOST") else listener
+    return service_environment(
+        kafka.bootstrap_servers(listener), server, KAFKA_SECURITY_PROTOCOL=protocol, **extra
+    )
 
 
 def sasl(mechanism: str, user: str = ADMIN, secret: str = ADMIN_SECRET) -> dict[str, str]:
@@ -80,16 +67,6 @@ def sasl(mechanism: str, user: str = ADMIN, secret: str = ADMIN_SECRET) -> dict[
         "KAFKA_SASL_USERNAME": user,
         "KAFKA_SASL_PASSWORD": secret,
     }
-
-
-async def exit_of(environment: dict[str, str]) -> tuple[int, str]:
-    """Run `run` as a process until it exits (60 s at most): its exit code and output."""
-    process = ServiceProcess(environment).start()
-    try:
-        code = await process.wait_async(60)
-        return code, process.output
-    finally:
-        process.close()
 
 
 @pytest.mark.parametrize(
@@ -127,7 +104,7 @@ async def test_a_wrong_password_stops_run_with_one_line(
     tls = {"KAFKA_SSL_CAFILE": str(secured.ca.certfile)} if listener == "SASL_SSL" else {}
     env = environment(secured, simulator_server, listener, **sasl(mechanism, user, wrong), **tls)
 
-    code, output = await exit_of(env)
+    code, output = await run_with_bad_settings(env)
 
     complaints = [line for line in output.splitlines() if line.startswith("configuration error")]
     assert code == 2
@@ -223,6 +200,6 @@ async def test_a_broker_certificate_that_does_not_verify_stops_run_with_one_line
     )
     env = environment(secured, simulator_server, listener, KAFKA_SSL_CAFILE=str(cafile))
 
-    code, output = await exit_of(env)
+    code, output = await run_with_bad_settings(env)
 
     assert_stopped_by_the_certificate(code, output, env["KAFKA_BOOTSTRAP_SERVERS"], expected)

@@ -22,13 +22,13 @@ from consumer.stream.publisher import DeliveryPolicy
 from tests.conftest import ClusterFactory, Topics
 from tests.integration.harness import (
     Pipeline,
-    ServiceProcess,
     fast_tuning,
     make_pipeline,
     running_service,
     wait_until,
 )
 from tests.integration.test_kafka_tls import roles_of
+from tests.integration.test_no_secrets import run_with_bad_settings
 from tests.integration.test_pipeline import committed_offset, role_change
 from tests.integration.test_stream_engine import wait_for_commits
 from tests.kafka_acls import Grant, Operation, ResourceType
@@ -232,12 +232,7 @@ async def test_a_group_or_input_the_service_may_not_read_stops_run_with_one_line
         "KAFKA_SASL_PASSWORD": APP_SECRET,
     }
 
-    process = ServiceProcess(environment).start()
-    try:
-        code = await process.wait_async(WITHIN)
-        output = process.output
-    finally:
-        process.close()
+    code, output = await run_with_bad_settings(environment)
 
     expected = {
         "group": "configuration error: KAFKA_GROUP_ID: the broker refuses this principal READ on "

@@ -32,9 +32,9 @@ from consumer.stream.kafka import connection_options
 from tests.conftest import TEST_CREDENTIALS
 from tests.integration.harness import (
     EXAMPLE_POLICY,
-    ServiceProcess,
     running_service,
 )
+from tests.integration.test_no_secrets import run_with_bad_settings
 from tests.tls import CertificateAuthority
 
 WITHIN = 60.0
@@ -149,11 +149,22 @@ def tls_environment(
     broker: TlsBroker, server: SimulatorServer, *, cafile: Path, **extra: str
 ) -> dict[str, str]:
     """The environment pointing the service at the TLS broker and the simulator."""
+    return service_environment(
+        broker.bootstrap_servers,
+        server,
+        KAFKA_SECURITY_PROTOCOL="SSL",
+        KAFKA_SSL_CAFILE=str(cafile),
+        **extra,
+    )
+
+
+def service_environment(
+    bootstrap_servers: str, server: SimulatorServer, **extra: str
+) -> dict[str, str]:
+    """The service's environment: this broker, the simulator, topics and a group of its own."""
     suffix = os.urandom(4).hex()
     environment = {
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "KAFKA_SECURITY_PROTOCOL": "SSL",
-        "KAFKA_SSL_CAFILE": str(cafile),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "KAFKA_INPUT_TOPIC": f"input.tls.{suffix}",
         "KAFKA_AUDIT_TOPIC": f"audit.tls.{suffix}",
         "KAFKA_DLQ_TOPIC": f"dlq.tls.{suffix}",
@@ -337,12 +348,7 @@ async def test_a_certificate_that_does_not_verify_stops_run_with_one_line(
             else broker.ca.certfile
         )
         environment = tls_environment(broker, simulator_server, cafile=cafile)
-        process = ServiceProcess(environment).start()
-        try:
-            code = await process.wait_async(60)
-            output = process.output
-        finally:
-            process.close()
+        code, output = await run_with_bad_settings(environment)
         relayed = broker.proxy.relayed
     assert_stopped_by_the_certificate(code, output, broker.bootstrap_servers, expected)
     assert relayed == 0
