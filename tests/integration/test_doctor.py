@@ -307,9 +307,13 @@ async def test_command_prints_one_line_per_check_and_exits_by_verdict(
 ) -> None:
     """`cxone-role-sync doctor` prints a line per check and a summary; exit 0 healthy, 1 broken."""
     pipeline = await _pipeline(topics, simulator_server)
+    # A guard topic of its own: the default one exists once any service ran on the shared
+    # broker, and then two more checks (read and write guard) are printed.
+    own = {"KAFKA_GUARD_TOPIC": topics.name("guard")}
 
     async def doctor(**settings: str) -> tuple[int, list[str]]:
-        code, out, err = await cli("doctor", env=environment(**(pipeline.environment | settings)))
+        env = environment(**(pipeline.environment | own | settings))
+        code, out, err = await cli("doctor", env=env)
         assert err == ""
         return code, out.splitlines()
 
