@@ -21,7 +21,9 @@ demo: $(VENV)/.sandbox
 	$(BIN)/cxone-role-sync demo
 
 test: lint types docs
-	$(BIN)/pytest -q
+	# Integration tests wait on real brokers, processes and HTTP on 2 cores: a test that fails
+	# is run again up to twice, and the summary line counts every rerun ("N rerun").
+	$(BIN)/pytest -q --reruns 2 --reruns-delay 1
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check consumer tests bench
