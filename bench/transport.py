@@ -6,16 +6,27 @@ rate limiter without a ceiling, circuit breaker, `ScimClient`), built from `Sett
 between agent_voice and agent_digital. The simulator serves from another process, so
 `time.process_time()` of this process counts only the client side: the bench process does nothing
 else while it measures.
+
+Two reference rows, which are not the service, bound what any change to it can win: the same
+GET and PUT made with aiohttp's own `ClientSession` (the fastest transport without httpx on
+top), and httpx's client layer alone over a transport that answers from memory (no socket, no
+parsing). The service keeps httpx's API over aiohttp, so its cost per pair is about their sum
+plus the adapter between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
+import httpx
 
 from bench.report import Table, cell
 from bench.simulator_process import SimulatorProcess
@@ -23,7 +34,8 @@ from bench.stats import cpu_seconds
 from consumer.observability.http import HealthState
 from consumer.sandbox.samples import user_id
 from consumer.scim import mapping
-from consumer.scim.client import ScimClient, ScimUser
+from consumer.scim.auth import token_provider
+from consumer.scim.client import SCIM_MEDIA_TYPE, ScimClient, ScimUser
 from consumer.service import Tuning, open_cxone
 from consumer.settings import HttpTransport, load_settings
 
@@ -45,11 +57,17 @@ class TransportOptions:
     latency_ms: float = 0.0
 
 
+AIOHTTP_ALONE = "reference: aiohttp alone"
+HTTPX_LAYER = "reference: httpx layer, no network"
+REFERENCES = (AIOHTTP_ALONE, HTTPX_LAYER)
+Pair = Callable[[str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class TransportResult:
-    """One transport at one concurrency."""
+    """One transport (or a reference) at one concurrency."""
 
-    transport: HttpTransport
+    transport: HttpTransport | str
     workers: int
     pairs: int
     client_cpu_seconds: float
@@ -78,6 +96,17 @@ async def flip_role(user: ScimUser) -> bytes:
 
 async def _run_pairs(scim: ScimClient, *, workers: int, users: int, pairs: int) -> None:
     """Run `pairs` read-modify-writes on `workers` tasks; each worker keeps to its own users."""
+
+    async def pair(user: str) -> None:
+        outcome = await scim.update_user(user, flip_role)
+        if outcome.status != 200:
+            raise RuntimeError(f"PUT answered {outcome.status}")
+
+    await _run(pair, workers=workers, users=users, pairs=pairs)
+
+
+async def _run(pair: Pair, *, workers: int, users: int, pairs: int) -> None:
+    """Run `pairs` calls of `pair` on `workers` tasks; each worker keeps to its own users."""
     remaining = pairs
 
     async def worker(index: int) -> None:
@@ -86,9 +115,7 @@ async def _run_pairs(scim: ScimClient, *, workers: int, users: int, pairs: int) 
         turn = 0
         while remaining > 0:
             remaining -= 1
-            outcome = await scim.update_user(mine[turn % len(mine)], flip_role)
-            if outcome.status != 200:
-                raise RuntimeError(f"PUT answered {outcome.status}")
+            await pair(mine[turn % len(mine)])
             turn += 1
 
     await asyncio.gather(*(worker(index) for index in range(workers)))
@@ -115,6 +142,90 @@ async def measure(
     await simulator.clear_requests()
     return TransportResult(
         transport=transport,
+        workers=workers,
+        pairs=options.pairs,
+        client_cpu_seconds=cpu_after - cpu_before,
+        wall_seconds=wall_after - wall_before,
+        simulator_cpu_seconds=simulator_after - simulator_before,
+    )
+
+
+def _flipped(document: dict[str, object]) -> bytes:
+    """The reference rows' plan: the same role flip as `flip_role`, on a plain dict."""
+    roles = document.get("roles")
+    first = roles[0] if isinstance(roles, list) and roles else {}
+    held = first.get("value") if isinstance(first, dict) else None
+    role = "agent_digital" if held == "agent_voice" else "agent_voice"
+    return json.dumps({**document, "roles": [{"value": role, "primary": True}]}).encode()
+
+
+async def _bearer(simulator: SimulatorProcess) -> str:
+    """A token from the simulator, fetched the way the service does (its own token provider)."""
+    settings = load_settings(
+        **{name.lower(): value for name, value in simulator.environment().items()},
+        policy_file=EXAMPLE_POLICY,
+    )
+    async with httpx.AsyncClient() as http:
+        return f"Bearer {await token_provider(settings, http).token()}"
+
+
+class _Canned(httpx.AsyncBaseTransport):
+    """Answers every request from memory with one user document: httpx's layer, nothing else."""
+
+    def __init__(self, document: bytes) -> None:
+        self._document = document
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": SCIM_MEDIA_TYPE, "etag": 'W/"1"'}
+        return httpx.Response(200, headers=headers, content=self._document)
+
+
+async def measure_reference(
+    simulator: SimulatorProcess, reference: str, workers: int, options: TransportOptions
+) -> TransportResult:
+    """Time `options.pairs` GET+PUT pairs of a reference client (see the module's text)."""
+    authorization = await _bearer(simulator)
+    base = simulator.scim_base_url.rstrip("/") + "/Users/"
+    headers = {"Authorization": authorization, "Accept": SCIM_MEDIA_TYPE}
+    put_headers = {**headers, "Content-Type": SCIM_MEDIA_TYPE}
+    async with AsyncExitStack() as stack:
+        if reference == AIOHTTP_ALONE:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+
+            async def pair(user: str) -> None:
+                async with session.get(base + user, headers=headers) as response:
+                    document = await response.json(content_type=None)
+                async with session.put(
+                    base + user, data=_flipped(document), headers=put_headers
+                ) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"PUT answered {response.status}")
+        else:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(base + user_id(1), headers=headers) as response,
+            ):
+                served = await response.read()
+            client = await stack.enter_async_context(httpx.AsyncClient(transport=_Canned(served)))
+
+            async def pair(user: str) -> None:
+                document = (await client.get(base + user, headers=headers)).json()
+                response = await client.put(
+                    base + user, content=_flipped(document), headers=put_headers
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"PUT answered {response.status_code}")
+
+        await _run(pair, workers=workers, users=options.users, pairs=options.warmup)
+        simulator_before = cpu_seconds(simulator.pid)
+        wall_before, cpu_before = time.perf_counter(), time.process_time()
+        await _run(pair, workers=workers, users=options.users, pairs=options.pairs)
+        cpu_after, wall_after = time.process_time(), time.perf_counter()
+        simulator_after = cpu_seconds(simulator.pid)
+    await simulator.clear_requests()
+    return TransportResult(
+        transport=reference,
         workers=workers,
         pairs=options.pairs,
         client_cpu_seconds=cpu_after - cpu_before,
@@ -161,22 +272,24 @@ async def run(options: TransportOptions) -> Table:
             "simulator CPU % of one core",
         ],
     )
-    configurations = [
-        (transport, workers) for workers in options.workers for transport in options.transports
-    ]
-    results: dict[tuple[HttpTransport, int], list[TransportResult]] = {
+    clients: list[HttpTransport | str] = [*options.transports, *REFERENCES]
+    configurations = [(client, workers) for workers in options.workers for client in clients]
+    results: dict[tuple[HttpTransport | str, int], list[TransportResult]] = {
         configuration: [] for configuration in configurations
     }
     async with SimulatorProcess(users=options.users, latency_ms=options.latency_ms) as simulator:
         for _ in range(options.repeat):
-            for transport, workers in configurations:
-                result = await measure(simulator, transport, workers, options)
-                results[(transport, workers)].append(result)
-    for (transport, workers), runs in results.items():
+            for client, workers in configurations:
+                if isinstance(client, HttpTransport):
+                    result = await measure(simulator, client, workers, options)
+                else:
+                    result = await measure_reference(simulator, client, workers, options)
+                results[(client, workers)].append(result)
+    for (client, workers), runs in results.items():
         cpu = [result.cpu_ms_per_pair for result in runs]
         rate = [result.pairs_per_second for result in runs]
         table.add(
-            transport.value,
+            client.value if isinstance(client, HttpTransport) else client,
             str(workers),
             cell(_median(cpu), 2),
             _range(cpu, 2),
@@ -189,5 +302,11 @@ async def run(options: TransportOptions) -> Table:
     table.notes.append(
         "When the simulator runs near 100% of a core, pairs/s is the simulator's limit, not "
         "the client's; client CPU per pair is the number to compare."
+    )
+    table.notes.append(
+        "The reference rows are not the service: the same GET and PUT made with aiohttp's own "
+        "`ClientSession`, and httpx's client layer over a transport that answers from memory "
+        "(no socket; its simulator columns are idle). Together they are about the least a "
+        "GET+PUT pair can cost while the service keeps httpx's API over aiohttp."
     )
     return table

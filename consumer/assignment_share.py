@@ -1,7 +1,8 @@
 """Keeps this member's shares of the group's budgets in step with its partitions.
 
 At every assignment the member's share (partitions owned out of the input topic's) is handed to
-the rate limiter, which then sends in those partitions' slots, and to the mass-revocation gate,
+the rate limiter, which then sends in those partitions' slots (or, with no ceiling, cuts gently
+only while it owns them all), and to the mass-revocation gate,
 which then spends those partitions' budgets. Members leaving, joining or dying all end in a new
 assignment, so the shares are re-split by the same rebalance that moves the partitions.
 """
@@ -16,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.observability.metrics import PARTITION_SHARE
 from consumer.revocation_gate import RevocationGate
-from consumer.scim.shared_limit import SharedRateLimiter
 from consumer.scim.throttle import RateLimiter
 from consumer.share import Share
 
@@ -48,7 +48,7 @@ class AssignmentShare:
         share = Share.of(owned, total)
         self.share = share
         PARTITION_SHARE.set(share.fraction)
-        if isinstance(self._limiter, SharedRateLimiter):
+        if self._limiter is not None:
             self._limiter.set_share(share)
         if self._gate is not None:
             self._gate.reassign(share)

@@ -1,10 +1,12 @@
 """Client-side pacing of CXone requests that finds the tenant's unpublished rate limit by itself.
 
 `AdaptiveRateLimiter` paces sends (GCRA, a small burst) at an allowed rate that follows AIMD:
-halve on a 429, at most once per round of requests already in flight, then grow linearly while
+cut on a 429, at most once per round of requests already in flight, then grow linearly while
 requests succeed and the rate is actually in use. Several instances, each with its own limiter,
-settle just under the limit they share, the way TCP flows share a link. A configured ceiling is
-never exceeded; a `Retry-After` stops every send until it has passed.
+settle just under the limit they share, the way TCP flows share a link: each halves its rate.
+A member that owns every partition of the input topic is the group's only sender and cuts
+gently instead (to 0.8), which keeps it nearer the limit for as few 429s. A configured ceiling
+is never exceeded; a `Retry-After` stops every send until it has passed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from consumer.share import Share
 
 DEFAULT_FLOOR_PER_MINUTE = 6.0
 # With no ceiling the limiter starts unpaced and only measures, so the first 429 can cut from
@@ -33,6 +37,10 @@ class RateLimiter(Protocol):
 
     async def acquire(self) -> float:
         """Wait for a send slot; returns the clock reading at which it was granted."""
+        ...
+
+    def set_share(self, share: Share) -> None:
+        """This member's share of the input topic's partitions changed (a rebalance)."""
         ...
 
     def on_success(self) -> None:
@@ -106,6 +114,7 @@ class AdaptiveRateLimiter(PacedSends):
         # No burst by default: evenly spaced sends, which a tenant bucket without burst accepts.
         burst: int = 1,
         decrease_factor: float = 0.5,
+        alone_decrease_factor: float = 0.8,
         growth_per_second: float = 0.01,
         cut_cooldown_seconds: float = 1.0,
         max_retry_after_seconds: float = 300.0,
@@ -117,13 +126,16 @@ class AdaptiveRateLimiter(PacedSends):
             raise ValueError("ceiling_per_minute must be 0 (none) or positive")
         if burst < 1:
             raise ValueError("burst must be at least 1")
-        if not 0 < decrease_factor < 1:
-            raise ValueError("decrease_factor must be between 0 and 1")
+        if not (0 < decrease_factor < 1 and 0 < alone_decrease_factor < 1):
+            raise ValueError("decrease_factor and alone_decrease_factor must be between 0 and 1")
         self._ceiling = ceiling_per_minute / 60 if ceiling_per_minute > 0 else None
         self._floor = floor_per_minute / 60
         if self._ceiling is not None:
             self._floor = min(self._floor, self._ceiling)
         self._burst = burst
+        self._shared_decrease = decrease_factor
+        self._alone_decrease = alone_decrease_factor
+        # Until an assignment says this member owns every partition, others may send too.
         self._decrease = decrease_factor
         self._growth = growth_per_second
         self._cooldown = cut_cooldown_seconds
@@ -150,6 +162,11 @@ class AdaptiveRateLimiter(PacedSends):
     def ceiling_per_minute(self) -> float:
         """The configured ceiling per minute; 0 when there is none."""
         return 0.0 if self._ceiling is None else self._ceiling * 60
+
+    def set_share(self, share: Share) -> None:
+        """Cut gently while this member owns every partition (it sends alone), else halve."""
+        alone = share.fraction == 1.0
+        self._decrease = self._alone_decrease if alone else self._shared_decrease
 
     def try_acquire(self) -> float:
         """Take a send slot if one is free now and return 0.0; else return the seconds to wait."""
@@ -182,7 +199,7 @@ class AdaptiveRateLimiter(PacedSends):
     def on_throttled(
         self, retry_after: float | None = None, *, sent_at: float | None = None
     ) -> None:
-        """CXone answered 429: honour `retry_after` and halve the rate once per overload."""
+        """CXone answered 429: honour `retry_after` and cut the rate once per overload."""
         now = self._clock()
         if self._block(retry_after, now):
             self._tat = max(self._tat, self._blocked_until + self._current_tolerance())
@@ -201,8 +218,8 @@ class AdaptiveRateLimiter(PacedSends):
         if self._rate is None:
             base = measured if measured > 0 else FALLBACK_RATE_PER_MINUTE / 60
         else:
-            # When fewer requests went out than allowed, halving the allowance would change
-            # nothing; halve what was really sent.
+            # When fewer requests went out than allowed, cutting the allowance would change
+            # nothing; cut what was really sent.
             base = min(self._rate, measured) if measured > 0 else self._rate
         self._rate = max(self._floor, base * self._decrease)
         self._step = base * self._growth

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from consumer.scim.throttle import AdaptiveRateLimiter
+from consumer.share import Share
 
 
 class FakeTime:
@@ -139,6 +140,42 @@ def test_burst_of_429s_cuts_once() -> None:
         limit.on_throttled(None)
 
     # Half of what the meter saw go out, which is the ceiling give or take its smoothing.
+    assert limit.current_rate_per_minute == pytest.approx(300, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("share", "kept"),
+    [
+        (None, 0.5),
+        (Share.of({0, 1}, 4), 0.5),
+        (Share.of({0, 1, 2, 3}, 4), 0.8),
+        (Share.whole(), 0.8),
+    ],
+    ids=["no assignment yet", "half the partitions", "every partition", "a one-partition topic"],
+)
+def test_a_member_that_owns_every_partition_cuts_gently(share: Share | None, kept: float) -> None:
+    """The group's only sender keeps 0.8 of its rate on a 429; one of several halves it."""
+    time = FakeTime()
+    limit = limiter(time, ceiling_per_minute=600)
+    if share is not None:
+        limit.set_share(share)
+    sends_within(limit, time, 10.0)
+
+    limit.on_throttled(None)
+
+    assert limit.current_rate_per_minute == pytest.approx(600 * kept, rel=0.05)
+
+
+def test_a_member_that_loses_partitions_halves_again() -> None:
+    """A rebalance that brings a second member back to halving on the next 429."""
+    time = FakeTime()
+    limit = limiter(time, ceiling_per_minute=600)
+    limit.set_share(Share.whole())
+    limit.set_share(Share.of({1}, 2))
+    sends_within(limit, time, 10.0)
+
+    limit.on_throttled(None)
+
     assert limit.current_rate_per_minute == pytest.approx(300, rel=0.05)
 
 
@@ -271,6 +308,8 @@ class Simulation:
     latency: float = 0.05
     ceiling_per_minute: float = 0.0
     warm_up: float = 120.0
+    # Each limiter told it owns this many of 4 partitions (None: never told, as before a join).
+    partitions_each: int | None = None
     now: float = 0.0
     served: int = 0
     throttled: int = 0
@@ -283,6 +322,9 @@ class Simulation:
             AdaptiveRateLimiter(ceiling_per_minute=self.ceiling_per_minute, clock=lambda: self.now)
             for _ in range(self.instances)
         ]
+        if self.partitions_each is not None:
+            for limit in limiters:
+                limit.set_share(Share.of(range(self.partitions_each), 4))
 
         order = itertools.count()
 
@@ -343,3 +385,21 @@ def test_instances_converge_on_an_unannounced_tenant_limit(
 
     assert simulation.throttled_fraction < 0.02
     assert 0.85 * 600 < simulation.served_per_minute <= 600 + 10
+
+
+@pytest.mark.parametrize(
+    ("instances", "partitions_each"), [(1, 4), (2, 2), (4, 1)], ids=["alone", "two", "four"]
+)
+def test_a_group_without_a_ceiling_uses_90_percent_of_a_bursty_limit(
+    instances: int, partitions_each: int
+) -> None:
+    """Members told their shares: over 90 % of a 600/min tenant (bucket of 10), under 1 % 429."""
+    tenant = Tenant(per_minute=600, capacity=10)
+    simulation = Simulation(
+        instances, 8, tenant, latency=0.03, warm_up=60.0, partitions_each=partitions_each
+    )
+
+    simulation.run(seconds=600.0, seed=11)
+
+    assert simulation.throttled_fraction < 0.01
+    assert 0.9 * 600 < simulation.served_per_minute <= 600 + 10
