@@ -163,7 +163,9 @@ async def test_tls_against_a_plaintext_broker_is_stopped_at_once(
             within=30,
             what="the health server",
         )
-        # The TLS handshake then waits on a listener that never answers it (30 s per attempt).
+        # The TLS handshake then meets a listener that does not speak TLS: depending on the
+        # broker the attempt hangs until its timeout (30 s) or fails and is retried after a
+        # backoff. Either way SIGTERM must end start-up at once.
         await wait_until(
             lambda: bool(logged(service.output, "kafka.connecting")),
             within=30,
@@ -176,7 +178,6 @@ async def test_tls_against_a_plaintext_broker_is_stopped_at_once(
         service.close()
     assert code == 0
     assert not logged(output, "service.started")
-    assert not logged(output, "kafka.unreachable"), "stopped inside the first attempt"
     assert logged(output, "service.stopped_during_startup")
     assert "Traceback" not in output
 
