@@ -22,8 +22,8 @@ demo: $(VENV)/.sandbox
 
 test: lint types docs
 	# Integration tests wait on real brokers, processes and HTTP on 2 cores: a test that fails
-	# is run again up to twice, and the summary line counts every rerun ("N rerun").
-	$(BIN)/pytest -q --reruns 2 --reruns-delay 1
+	# is run again up to twice; the summary names each rerun test and counts them ("N rerun").
+	$(BIN)/pytest -q -rR --reruns 2 --reruns-delay 1
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check consumer tests bench

@@ -3,10 +3,13 @@
 `AdaptiveRateLimiter` paces sends (GCRA, a small burst) at an allowed rate that follows AIMD:
 cut on a 429, at most once per round of requests already in flight, then grow linearly while
 requests succeed and the rate is actually in use. Several instances, each with its own limiter,
-settle just under the limit they share, the way TCP flows share a link: each halves its rate.
-A member that owns every partition of the input topic is the group's only sender and cuts
-gently instead (to 0.8), which keeps it nearer the limit for as few 429s. A configured ceiling
-is never exceeded; a `Retry-After` stops every send until it has passed.
+settle just under the limit they share, the way TCP flows share a link: each halves its rate,
+and grows in proportion to the square root of its share of the input topic's partitions, so the
+more members share the limit, the slower each probes for more and the rarer the 429s that the
+probing costs (n equal members together grow sqrt(n) times as fast as one). A member that owns
+every partition is the group's only sender and cuts gently instead (to 0.8), which keeps it
+nearer the limit for as few 429s. A configured ceiling is never exceeded; a `Retry-After` stops
+every send until it has passed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ DEFAULT_FLOOR_PER_MINUTE = 6.0
 # With no ceiling the limiter starts unpaced and only measures, so the first 429 can cut from
 # what was really sent; this is the rate assumed if a 429 comes before anything was measured.
 FALLBACK_RATE_PER_MINUTE = 6000.0
+# A member with no partition left still grows a little, so it is not stuck once it gets some.
+MIN_GROWTH_SCALE = 0.05
 # How far back the send-rate meter looks; long enough to smooth bursts, short enough to follow.
 METER_SECONDS = 2.0
 
@@ -138,6 +143,8 @@ class AdaptiveRateLimiter(PacedSends):
         # Until an assignment says this member owns every partition, others may send too.
         self._decrease = decrease_factor
         self._growth = growth_per_second
+        # The part of `growth_per_second` this member grows by: sqrt(its share of partitions).
+        self._growth_scale = 1.0
         self._cooldown = cut_cooldown_seconds
         super().__init__(max_retry_after_seconds=max_retry_after_seconds, clock=clock, sleep=sleep)
         # Allowed sends per second; None while unpaced (no ceiling and no 429 yet).
@@ -164,9 +171,13 @@ class AdaptiveRateLimiter(PacedSends):
         return 0.0 if self._ceiling is None else self._ceiling * 60
 
     def set_share(self, share: Share) -> None:
-        """Cut gently while this member owns every partition (it sends alone), else halve."""
+        """Cut gently while this member owns every partition (it sends alone), else halve; grow
+        by the square root of the member's share of the partitions."""
         alone = share.fraction == 1.0
         self._decrease = self._alone_decrease if alone else self._shared_decrease
+        scale = max(math.sqrt(share.fraction), MIN_GROWTH_SCALE)
+        self._step *= scale / self._growth_scale
+        self._growth_scale = scale
 
     def try_acquire(self) -> float:
         """Take a send slot if one is free now and return 0.0; else return the seconds to wait."""
@@ -222,7 +233,7 @@ class AdaptiveRateLimiter(PacedSends):
             # nothing; cut what was really sent.
             base = min(self._rate, measured) if measured > 0 else self._rate
         self._rate = max(self._floor, base * self._decrease)
-        self._step = base * self._growth
+        self._step = base * self._growth * self._growth_scale
         self._last_cut = now
         # Restart pacing now, without the burst a quiet period would otherwise have saved up.
         self._tat = max(self._tat, now + self._current_tolerance())

@@ -179,6 +179,24 @@ def test_a_member_that_loses_partitions_halves_again() -> None:
     assert limit.current_rate_per_minute == pytest.approx(300, rel=0.05)
 
 
+def test_a_member_grows_by_its_share_of_the_partitions() -> None:
+    """After the same cut, a member with 1 of 4 partitions regains sqrt(1/2) of what one with 2
+    does: the more members, the slower each probes."""
+    gained = []
+    for owned in ({0}, {0, 1}):
+        time = FakeTime()
+        limit = limiter(time, ceiling_per_minute=600)
+        limit.set_share(Share.of(owned, 4))
+        sends_within(limit, time, 10.0)
+        limit.on_throttled(None)
+        cut = limit.current_rate_per_minute
+        sends_within(limit, time, 20.0)
+        gained.append(limit.current_rate_per_minute - cut)
+
+    assert gained[0] > 0
+    assert gained[0] == pytest.approx(gained[1] * math.sqrt(0.5), rel=0.1)
+
+
 def test_429_after_the_cool_down_cuts_again() -> None:
     """Without send times, a 429 more than the cool-down after a cut cuts again."""
     time = FakeTime()
