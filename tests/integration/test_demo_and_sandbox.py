@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -129,6 +130,8 @@ async def test_sandbox_guides_a_newcomer_from_exports_to_an_audit_line(tmp_path:
         env=_environment(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # A group of its own: a failed test kills the sandbox with its broker and servers.
+        start_new_session=True,
     )
     service: asyncio.subprocess.Process | None = None
     try:
@@ -215,7 +218,11 @@ async def test_sandbox_guides_a_newcomer_from_exports_to_an_audit_line(tmp_path:
         async with asyncio.timeout(30):
             assert await sandbox.wait() == 0
     finally:
-        for process in (service, sandbox):
-            if process is not None and process.returncode is None:
-                process.kill()
-                await process.wait()
+        if service is not None and service.returncode is None:
+            service.kill()
+            await service.wait()
+        # Whatever is left of the sandbox's group: after a failure the sandbox, and the Tansu
+        # broker it started, which SIGKILL to the sandbox alone would leave running.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sandbox.pid, signal.SIGKILL)
+        await sandbox.wait()
