@@ -212,6 +212,8 @@ class AdaptiveRateLimiter(PacedSends):
     ) -> None:
         """CXone answered 429: honour `retry_after` and cut the rate once per overload."""
         now = self._clock()
+        # Whether an earlier `Retry-After` held sends back within the meter's window.
+        paused = now - self._blocked_until < METER_SECONDS
         if self._block(retry_after, now):
             self._tat = max(self._tat, self._blocked_until + self._current_tolerance())
         # One overload answers many requests at once with 429; only the first cut counts. With
@@ -222,16 +224,20 @@ class AdaptiveRateLimiter(PacedSends):
                 return
         elif now - self._last_cut < self._cooldown:
             return
-        self._cut(now)
+        self._cut(now, paused=paused)
 
-    def _cut(self, now: float) -> None:
+    def _cut(self, now: float, *, paused: bool) -> None:
         measured = self._measured(now)
         if self._rate is None:
             base = measured if measured > 0 else FALLBACK_RATE_PER_MINUTE / 60
+        elif measured <= 0 or paused:
+            # A `Retry-After` pause in the meter's window held every send back: the meter reads
+            # the pause, not the rate that drew this 429. Cut the allowance.
+            base = self._rate
         else:
             # When fewer requests went out than allowed, cutting the allowance would change
             # nothing; cut what was really sent.
-            base = min(self._rate, measured) if measured > 0 else self._rate
+            base = min(self._rate, measured)
         self._rate = max(self._floor, base * self._decrease)
         self._step = base * self._growth * self._growth_scale
         self._last_cut = now

@@ -229,6 +229,23 @@ def test_429_for_a_request_sent_before_the_cut_is_ignored() -> None:
     assert limit.current_rate_per_minute == pytest.approx(before / 2, rel=0.05)
 
 
+def test_a_cut_after_a_retry_after_pause_cuts_the_allowance_not_the_pause() -> None:
+    """Sends held back by a `Retry-After` do not count as the rate that drew the next 429."""
+    time = FakeTime()
+    limit = limiter(time, ceiling_per_minute=600)
+    sends_within(limit, time, 10.0)
+    limit.on_throttled(3.0, sent_at=time.now)
+    allowed = limit.current_rate_per_minute
+    # Three seconds of pause, then half a second of sends at the allowed rate: the meter's
+    # window holds mostly the pause.
+    sends_within(limit, time, 3.5)
+
+    limit.on_throttled(None, sent_at=time.now)
+
+    assert allowed == pytest.approx(600 * 0.975 / 2, rel=0.01)
+    assert limit.current_rate_per_minute == pytest.approx(allowed / 2, rel=0.05)
+
+
 def test_rate_never_falls_below_the_floor() -> None:
     """However many separate overloads, the rate stays at or above the floor."""
     time = FakeTime()
