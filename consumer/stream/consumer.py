@@ -363,6 +363,8 @@ class StreamConsumer:
                 uncommitted=self._tracker.uncommitted(tp),
                 oldest_offset=oldest.offset if oldest else None,
                 oldest_user_id=oldest.note if oldest else None,
+                # Records kept uncommitted until their user's second look (see settle.py).
+                held=self._tracker.held(tp),
             )
         self._full = full
         wanted = full | {
@@ -522,14 +524,27 @@ class StreamConsumer:
             del self._applying[key]
 
     def _watch_late_writes(self, item: WorkItem, user_id: str) -> None:
-        """Look at the user again later if a request given up on may still land there."""
+        """Look at the user again later if a request given up on may still land there.
+
+        After a write of this process got no answer, the record is also held uncommitted until
+        that look is done, so that a handover or a restart before it redelivers the record and
+        the next owner reads the user again instead.
+        """
         watch = self._late_writes
         if watch is None:
             return
-        if watch.take_abandoned(user_id) or item.redelivered:
-            watch.expect(user_id, item)
+        abandoned = watch.take_abandoned(user_id)
+        if abandoned or item.redelivered:
+            if abandoned:
+                self._tracker.hold(item.tp, item.offset, item.epoch)
+            self._unhold(watch.expect(user_id, item))
         else:
-            watch.applied(user_id, item)
+            self._unhold(watch.applied(user_id, item))
+
+    def _unhold(self, held: WorkItem | None) -> None:
+        """Let the commit pass a record whose user's second look is done."""
+        if held is not None:
+            self._tracker.release(held.tp, held.offset, held.epoch)
 
     def _look_again(self) -> None:
         """Start the second look at each user whose given-up requests can no longer land."""
@@ -537,15 +552,19 @@ class StreamConsumer:
             return
         for user_id, item in self._late_writes.take_due():
             if self._dispatcher.queued_for(user_id):
-                continue  # queued work of the user reads it after the bound anyway
+                continue  # queued work of the user reads it after the bound, and ends the look
             self._dispatcher.submit(user_id, replace(item, folded=(), settle=True))
 
     async def _settle(self, item: WorkItem) -> None:
         """Read the user again; write the newest event's state back if CXone holds another."""
         assert item.event is not None
         applied = await self._apply(item, item.event)
-        result = None if applied is None else applied.result
-        if result is None or result.payload_sha256 is None or result.outcome is Outcome.DRY_RUN:
+        if applied is None:
+            return  # revoked: the record stays held, and the next owner reads the user again
+        if self._late_writes is not None:
+            self._unhold(self._late_writes.looked(item.event.user_id))
+        result = applied.result
+        if result.payload_sha256 is None or result.outcome is Outcome.DRY_RUN:
             return
         LATE_WRITES_REPAIRED.inc()
         log.warning(

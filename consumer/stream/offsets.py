@@ -17,6 +17,12 @@ Each assignment of a partition gets an epoch, returned by `track`. After `forget
 of that partition's records are ignored; passing the epoch to `finish` keeps them harmless even
 when the partition is assigned again and its records are fetched a second time.
 
+A record can also be held (`hold`): finished or not, the commit value stays at or below it until it
+is released. The consumer holds a record whose write got no answer until its user is read again,
+once that request can no longer land, so that a handover or a restart before that second look
+redelivers the record and the next owner looks instead. A held record that is finished no longer
+counts as pending work, but it still bounds the uncommitted window.
+
 Memory follows the unfinished records, not the traffic: finished records behind an unfinished
 head are dropped in amortized O(1), so one stuck record costs one entry however much is fetched
 after it. The window between the head and the last fetched record is what the consumer bounds
@@ -27,6 +33,7 @@ Single event loop, no locks: every operation is amortized O(1).
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Hashable, Mapping
 from typing import Generic, NamedTuple, TypeVar
@@ -49,6 +56,8 @@ class _Partition:
         "committed",
         "epoch",
         "head_finished",
+        "held",
+        "holds",
         "last_tracked",
         "order",
         "passed",
@@ -66,6 +75,16 @@ class _Partition:
         # Whether the first tracked record has finished: until then there is nothing to commit.
         self.head_finished = False
         self.committed: int | None = None
+        # Held offsets, and a heap of them (entries of released ones are dropped lazily).
+        self.held: set[int] = set()
+        self.holds: list[int] = []
+
+    def lowest_hold(self) -> int | None:
+        """The lowest held offset, or None."""
+        holds = self.holds
+        while holds and holds[0] not in self.held:
+            heapq.heappop(holds)
+        return holds[0] if holds else None
 
     def position(self) -> int | None:
         """The offset to resume from, or None when no leading record has finished yet."""
@@ -74,13 +93,16 @@ class _Partition:
         return self.resume_at()
 
     def resume_at(self) -> int | None:
-        """The lowest unfinished offset, else past the last tracked record and the gaps the
-        fetch passed after it (None when nothing tracked)."""
+        """The lowest unfinished or held offset, else past the last tracked record and the gaps
+        the fetch passed after it (None when nothing tracked)."""
         if self.order:
-            return self.order[0]
-        if self.last_tracked is None:
+            resume = self.order[0]
+        elif self.last_tracked is None:
             return None
-        return max(self.last_tracked + 1, self.passed or 0)
+        else:
+            resume = max(self.last_tracked + 1, self.passed or 0)
+        held = self.lowest_hold()
+        return resume if held is None else min(resume, held)
 
     def drop_finished(self) -> None:
         """Pop finished records off the head; compact when finished ones dominate the rest."""
@@ -138,6 +160,36 @@ class OffsetTracker(Generic[P]):
             raise ValueError(f"offset {offset} of {tp!r} was never tracked or is already finished")
         self._pending -= 1
         part.drop_finished()
+
+    def hold(self, tp: P, offset: int, epoch: int) -> None:
+        """Keep the commit value of `tp` at or below the unfinished record `offset`, even once it
+        is finished, until `release`; a hold of a forgotten assignment is ignored."""
+        part = self._current(tp, epoch)
+        if part is None or offset in part.held:
+            return
+        if offset not in part.unfinished:
+            raise ValueError(f"offset {offset} of {tp!r} is finished or was never tracked")
+        part.held.add(offset)
+        heapq.heappush(part.holds, offset)
+
+    def release(self, tp: P, offset: int, epoch: int) -> None:
+        """End the hold of a record; releasing one not held (or forgotten) does nothing."""
+        part = self._current(tp, epoch)
+        if part is None:
+            return
+        part.held.discard(offset)
+        if len(part.holds) > 2 * len(part.held) + 16:
+            part.holds = sorted(part.held)  # a sorted list is a heap
+
+    def held(self, tp: P) -> int:
+        """How many records of `tp` are held."""
+        part = self._partitions.get(tp)
+        return 0 if part is None else len(part.held)
+
+    def _current(self, tp: P, epoch: int) -> _Partition | None:
+        """The partition's state if `epoch` is its current assignment's, else None."""
+        part = self._partitions.get(tp)
+        return part if part is not None and part.epoch == epoch else None
 
     def passed(self, tp: P, position: int) -> None:
         """Note that the fetch of `tp` is at `position` and every record below it is tracked.

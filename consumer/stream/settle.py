@@ -11,8 +11,13 @@ anything else:
   request behind (cancelled by its shutdown or handover, or sent before it was paused), from
   when the read-ahead was dispatched.
 
-The watch only keeps the time and the user's newest applied item; the stream consumer runs the
-second look through its dispatcher, in the user's order, and counts what it had to put back.
+The watch keeps the time, the user's newest applied item, and the item whose record the stream
+consumer holds uncommitted until the look is done when its own write got no answer (`held`): a
+handover or a restart before then redelivers that record, and the next owner reads the user again
+instead (it was read ahead). The stream consumer runs the second look through its dispatcher, in
+the user's order, and counts what it had to put back. A look is done when it has read the user
+(`looked`), or when a newer write of the user was made after the look fell due (`applied`): that
+write read the user after the bound.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ T = TypeVar("T")
 @dataclass
 class _Due(Generic[T]):
     at: float
+    # The newest state applied to the user, and the item whose record waits for the look.
     item: T
+    held: T
+    # Handed out by `take_due`: the look is running or queued.
+    looking: bool = False
 
 
 class LateWriteWatch(Generic[T]):
@@ -56,30 +65,49 @@ class LateWriteWatch(Generic[T]):
             return True
         return False
 
-    def expect(self, user_id: str, item: T) -> None:
-        """Read `user_id` again `settle_after` from now, with `item` as its newest state."""
+    def expect(self, user_id: str, item: T) -> T | None:
+        """Read `user_id` again `settle_after` from now, with `item` as its newest state and its
+        record held; returns the item held until now for that user, no longer held."""
         at = self._clock() + self.settle_after
         due = self._due.get(user_id)
-        if due is None:
-            self._due[user_id] = _Due(at, item)
-        else:
-            due.at = max(due.at, at)
-            due.item = item
+        self._due[user_id] = _Due(at if due is None else max(due.at, at), item, item)
+        return None if due is None else due.held
 
-    def applied(self, user_id: str, item: T) -> None:
-        """`item` is now the newest state written (or found) for `user_id`."""
-        if (due := self._due.get(user_id)) is not None:
-            due.item = item
+    def applied(self, user_id: str, item: T) -> T | None:
+        """`item` is now the newest state written (or found) for `user_id`. Returns the held item
+        when that write was made after the user's look fell due: the look is done."""
+        due = self._due.get(user_id)
+        if due is None:
+            return None
+        if due.looking:
+            del self._due[user_id]
+            return due.held
+        due.item = item
+        return None
 
     def take_due(self) -> list[tuple[str, T]]:
-        """The users whose second look is due now, with their newest item; forgotten here."""
+        """The users whose second look is due now, with their newest item, each handed out
+        once; each stays watched until `looked` or a newer write (`applied`)."""
         now = self._clock()
-        ready = [user for user, due in self._due.items() if due.at <= now]
-        return [(user, self._due.pop(user).item) for user in ready]
+        ready: list[tuple[str, T]] = []
+        for user, due in self._due.items():
+            if not due.looking and due.at <= now:
+                due.looking = True
+                ready.append((user, due.item))
+        return ready
+
+    def looked(self, user_id: str) -> T | None:
+        """The user's look read it; returns the held item, now released. Nothing if the user was
+        expected again since the look was handed out (a newer look is due)."""
+        due = self._due.get(user_id)
+        if due is None or not due.looking:
+            return None
+        del self._due[user_id]
+        return due.held
 
     def forget(self, gone: Callable[[T], bool]) -> int:
-        """Drop the users whose newest item `gone` says this member no longer owns."""
-        dropped = [user for user, due in self._due.items() if gone(due.item)]
+        """Drop the users whose held item `gone` says this member no longer owns."""
+        dropped = [user for user, due in self._due.items() if gone(due.held)]
         for user in dropped:
             del self._due[user]
         return len(dropped)

@@ -152,3 +152,58 @@ async def test_a_put_cancelled_by_shutdown_that_lands_after_the_restart_is_put_b
             went_back = await landed_then_put_back(simulator, second, within=60)
     assert went_back == frozenset(first.roles)
     assert repaired() - before == 1
+
+
+async def test_a_look_still_due_at_a_stop_is_taken_by_the_restart(
+    topics: Topics, simulator_server: SimulatorServer
+) -> None:
+    """A PUT that timed out (5 s) lands 3 s after the service gave up on it, after the service
+    wrote the user's next event and stopped, before its look was due (10 s after giving up). The
+    timed-out write's record was kept uncommitted for that look: the restart is redelivered both
+    records and writes the newest state again."""
+    simulator = simulator_server.simulator
+    seed_users(simulator, [USER])
+    first = RoleEvent("evt-late-1", USER, ("agent_voice",))
+    second = RoleEvent("evt-late-2", USER, ("agent_digital",))
+    pipeline = await make_pipeline(
+        topics,
+        simulator_server,
+        policy_file=WORKLOAD_POLICY,
+        CXONE_REQUEST_TIMEOUT_SECONDS="5",
+    )
+    before = repaired()
+    async with (
+        EventProducer(pipeline.bootstrap_servers, pipeline.input_topic) as producer,
+        AuditReader(pipeline.bootstrap_servers, pipeline.audit_topic) as audit,
+    ):
+        async with running_service(pipeline.settings()) as service:
+            await wait_until(lambda: service.health.joined, within=60, what="the service to join")
+            simulator.hold_puts_then_apply(USER, 8.0)
+            await producer.send([first])
+            await audit.wait_until(
+                lambda a: audited(a, first) is Outcome.SYNCED, within=60, what="the first event"
+            )
+            await producer.send([second])
+            await audit.wait_until(
+                lambda a: audited(a, second) is Outcome.SYNCED, within=60, what="the second event"
+            )
+        # Stopped before the look: nothing was put back, and the held PUT has not landed yet.
+        assert repaired() == before
+        assert not late_puts(simulator)[0].finished
+        await wait_until(
+            lambda: late_puts(simulator)[0].finished, within=30, what="the held PUT to land"
+        )
+        assert late_puts(simulator)[0].status == 200
+        assert cxone_roles(simulator, USER) == frozenset(first.roles)
+        async with running_service(pipeline.settings()) as restarted:
+            await wait_until(lambda: restarted.health.joined, within=60, what="the restart to join")
+            await wait_until(
+                lambda: cxone_roles(simulator, USER) == frozenset(second.roles),
+                within=60,
+                what="the newest state to be written again",
+            )
+            await audit.wait_until(
+                lambda a: [e.data.event_id for e in a.events].count(second.event_id) == 2,
+                within=60,
+                what="the second event audited again",
+            )

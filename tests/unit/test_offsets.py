@@ -242,7 +242,8 @@ def test_commits_never_pass_an_unfinished_record(
 
 
 class TrackerMachine(RuleBasedStateMachine):
-    """Random tracks, finishes, commits, revocations and late finishes against a simple model."""
+    """Random tracks, finishes, holds, releases, commits, revocations and late finishes and
+    releases against a simple model."""
 
     stale = Bundle("stale")
 
@@ -251,6 +252,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.tracker: OffsetTracker[int] = OffsetTracker()
         self.tracked: dict[int, list[int]] = {}
         self.unfinished: dict[int, set[int]] = {}
+        self.held: dict[int, set[int]] = {}
         self.epochs: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}
         self.committed: dict[int, int] = {}
@@ -263,6 +265,26 @@ class TrackerMachine(RuleBasedStateMachine):
         self.epochs[tp] = self.tracker.track(tp, offset)
         self.tracked.setdefault(tp, []).append(offset)
         self.unfinished.setdefault(tp, set()).add(offset)
+        self.held.setdefault(tp, set())
+
+    @precondition(lambda self: any(self.unfinished.values()))
+    @rule(data=st.data())
+    def hold(self, data: st.DataObject) -> None:
+        """Hold any unfinished record of any partition (again: no change)."""
+        tp = data.draw(st.sampled_from(sorted(tp for tp, u in self.unfinished.items() if u)))
+        offset = data.draw(st.sampled_from(sorted(self.unfinished[tp])))
+        self.tracker.hold(tp, offset, self.epochs[tp])
+        self.held[tp].add(offset)
+
+    @precondition(lambda self: any(self.held.values()))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        """Release any held record, finished or not (twice: no change)."""
+        tp = data.draw(st.sampled_from(sorted(tp for tp, h in self.held.items() if h)))
+        offset = data.draw(st.sampled_from(sorted(self.held[tp])))
+        self.tracker.release(tp, offset, self.epochs[tp])
+        self.tracker.release(tp, offset, self.epochs[tp])
+        self.held[tp].discard(offset)
 
     @precondition(lambda self: any(self.unfinished.values()))
     @rule(data=st.data())
@@ -289,33 +311,41 @@ class TrackerMachine(RuleBasedStateMachine):
         tp = data.draw(st.sampled_from(sorted(self.tracked)))
         self.tracker.forget(tp)
         late = [(tp, offset, self.epochs[tp]) for offset in sorted(self.unfinished[tp])]
-        del self.tracked[tp], self.unfinished[tp], self.epochs[tp]
+        late += [(tp, -1 - offset, self.epochs[tp]) for offset in sorted(self.held[tp])]
+        del self.tracked[tp], self.unfinished[tp], self.held[tp], self.epochs[tp]
         # A reassigned partition is fetched again from its last commit, so offsets repeat.
         self.next_offset[tp] = self.committed.pop(tp, 0)
         return late
 
     @rule(late=consumes(stale))
     def finish_late(self, late: list[tuple[int, int, int]]) -> None:
-        """Finish the records of a revoked partition late; nothing the model knows changes."""
+        """Finish and release (negative offsets) the records of a revoked partition late;
+        nothing the model knows changes (the invariant checks)."""
         before = self.tracker.total_pending()
         for tp, offset, epoch in late:
-            self.tracker.finish(tp, offset, epoch)
+            if offset < 0:
+                self.tracker.release(tp, -1 - offset, epoch)
+            else:
+                self.tracker.finish(tp, offset, epoch)
         assert self.tracker.total_pending() == before
 
     @invariant()
     def matches_the_model(self) -> None:
-        """Commit values and pending counts equal the model's, never past an unfinished record."""
+        """Commit values and pending counts equal the model's, never past an unfinished or held
+        record; held records that are finished are not pending."""
         for tp, offsets in self.tracked.items():
             unfinished = self.unfinished[tp]
+            blocking = unfinished | self.held[tp]
             position = self.tracker.finished_position(tp)
             if offsets[0] in unfinished:
                 assert position is None
-            elif unfinished:
-                assert position == min(unfinished)
+            elif blocking:
+                assert position == min(blocking)
             else:
                 assert position == offsets[-1] + 1
             assert self.tracker.pending(tp) == len(unfinished)
-            head = min(unfinished) if unfinished else offsets[-1] + 1
+            assert self.tracker.held(tp) == len(self.held[tp])
+            head = min(blocking) if blocking else offsets[-1] + 1
             assert self.tracker.uncommitted(tp) == offsets[-1] + 1 - head
             oldest = self.tracker.oldest_unfinished(tp)
             assert (oldest.offset if oldest else None) == (min(unfinished) if unfinished else None)
@@ -325,6 +355,50 @@ class TrackerMachine(RuleBasedStateMachine):
 
 
 TestTrackerMachine = TrackerMachine.TestCase
+
+
+def test_a_held_record_keeps_the_commit_value_until_released() -> None:
+    """A record held for a second look stops the commit value at it, finished or not, and keeps
+    the uncommitted window open; it is not pending work once finished."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    epoch = tracker.track("p0", 0)
+    for offset in (1, 2):
+        tracker.track("p0", offset)
+    tracker.hold("p0", 1, epoch)
+    for offset in (0, 1, 2):
+        tracker.finish("p0", offset, epoch)
+
+    assert tracker.committable() == {"p0": 1}
+    assert tracker.pending("p0") == 0
+    assert tracker.uncommitted("p0") == 2
+    assert tracker.oldest_unfinished("p0") is None
+    tracker.release("p0", 1, epoch)
+    assert tracker.committable() == {"p0": 3}
+
+
+def test_only_an_unfinished_record_can_be_held() -> None:
+    """Holding a finished or untracked record is an error: the commit may have passed it."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    epoch = tracker.track("p0", 0)
+    tracker.finish("p0", 0, epoch)
+    with pytest.raises(ValueError, match="finished or was never tracked"):
+        tracker.hold("p0", 0, epoch)
+    with pytest.raises(ValueError, match="finished or was never tracked"):
+        tracker.hold("p0", 5, epoch)
+
+
+def test_holds_of_a_forgotten_assignment_are_ignored() -> None:
+    """After a revocation and a new assignment, the old assignment's hold and release do nothing."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    old = tracker.track("p0", 0)
+    tracker.forget("p0")
+    new = tracker.track("p0", 0)
+    tracker.hold("p0", 0, old)
+    tracker.finish("p0", 0, new)
+    assert tracker.committable() == {"p0": 1}
+    tracker.hold("p0", 1, old)
+    tracker.release("p0", 0, old)
+    assert tracker.held("p0") == 0
 
 
 def test_a_marker_after_the_last_record_is_passed_once_everything_is_finished() -> None:

@@ -21,7 +21,11 @@ def test_a_user_is_due_once_the_bound_has_passed_with_its_newest_item(
     manual_clock.advance(0.1)
     assert watch.take_due() == [("u-1", "event 2")]
     assert watch.take_due() == []
+    # Handed out once, but watched (its record held) until the look has read the user.
+    assert len(watch) == 1
+    assert watch.looked("u-1") == "event 1"
     assert len(watch) == 0
+    assert watch.looked("u-1") is None
 
 
 def test_a_second_give_up_moves_the_look_later(manual_clock: ManualClock) -> None:
@@ -34,6 +38,44 @@ def test_a_second_give_up_moves_the_look_later(manual_clock: ManualClock) -> Non
     assert watch.take_due() == []
     manual_clock.advance(5.0)
     assert watch.take_due() == [("u-1", "event 2")]
+
+
+def test_expecting_again_hands_back_the_record_held_until_then(manual_clock: ManualClock) -> None:
+    """A user expected again holds its newer record instead; the older one is handed back."""
+    watch: LateWriteWatch[str] = LateWriteWatch(10.0, clock=manual_clock)
+    assert watch.expect("u-1", "event 1") is None
+    assert watch.applied("u-1", "event 2") is None
+    assert watch.expect("u-1", "event 3") == "event 1"
+    manual_clock.advance(10.0)
+    assert watch.take_due() == [("u-1", "event 3")]
+    assert watch.looked("u-1") == "event 3"
+
+
+def test_a_write_made_after_the_look_fell_due_ends_it(manual_clock: ManualClock) -> None:
+    """Once the look is handed out, a newer write of the user read it after the bound: the look
+    is done and the held record handed back; before that, a write only updates the newest state."""
+    watch: LateWriteWatch[str] = LateWriteWatch(10.0, clock=manual_clock)
+    watch.expect("u-1", "event 1")
+    assert watch.applied("u-1", "event 2") is None
+    manual_clock.advance(10.0)
+    assert watch.take_due() == [("u-1", "event 2")]
+    assert watch.applied("u-1", "event 3") == "event 1"
+    assert len(watch) == 0
+    assert watch.looked("u-1") is None
+
+
+def test_a_look_outrun_by_a_new_give_up_leaves_the_new_one_due(manual_clock: ManualClock) -> None:
+    """Expected again while its look runs, the user keeps the new look; the old one ends with
+    nothing to hand back."""
+    watch: LateWriteWatch[str] = LateWriteWatch(10.0, clock=manual_clock)
+    watch.expect("u-1", "event 1")
+    manual_clock.advance(10.0)
+    assert watch.take_due() == [("u-1", "event 1")]
+    assert watch.expect("u-1", "event 2") == "event 1"
+    assert watch.looked("u-1") is None
+    manual_clock.advance(10.0)
+    assert watch.take_due() == [("u-1", "event 2")]
+    assert watch.looked("u-1") == "event 2"
 
 
 def test_an_abandoned_put_is_reported_once_per_user() -> None:
