@@ -14,7 +14,7 @@ from typing import TypeVar
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 
 from consumer import __version__
 from consumer.assignment_share import AssignmentShare
@@ -438,8 +438,11 @@ async def _start_producer(
     settings: Settings, *, client_id: str, request_timeout_ms: int
 ) -> tuple[AIOKafkaProducer, BrokerProfile]:
     attempts = 0
+    # A broker that drops the connection after the login (a token that expired since start-up)
+    # leaves aiokafka with no node to ask: not reachable either.
+    unreachable = (KafkaConnectionError, NodeNotReadyError)
     async for attempt in stamina.retry_context(
-        on=KafkaConnectionError,
+        on=unreachable,
         attempts=None,
         timeout=None,
         wait_initial=BROKER_RETRY_INITIAL_SECONDS,
@@ -458,7 +461,7 @@ async def _start_producer(
                     settings, client_id=client_id, request_timeout_ms=request_timeout_ms
                 )
                 await producer.start()
-            except KafkaConnectionError as error:
+            except unreachable as error:
                 if producer is not None:
                     await producer.stop()
                 log.warning(

@@ -3,9 +3,11 @@
 One node, no unauthenticated client listener, `StandardAuthorizer` with no ACL meaning no access.
 Its client listeners:
 
-- `SASL_PLAINTEXT` (also between brokers) and `SASL_SSL`: SCRAM-SHA-512 and PLAIN. SCRAM users
-  `admin` (a super user) and `app` (only what a test grants) are added at format time; PLAIN
-  knows `admin` only.
+- `SASL_PLAINTEXT` (also between brokers) and `SASL_SSL`: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN and
+  OAUTHBEARER. SCRAM users `admin` (a super user) and `app` (only what a test grants) are added
+  at format time for both SCRAM mechanisms; PLAIN knows `admin` only. OAUTHBEARER takes Kafka's
+  unsecured tokens (`alg` `none`, checked for their lifetime only; `unsecured_token`), whose
+  `sub` is the principal: the stand-in for a token an identity provider signs.
 - `SSL`: TLS with a server certificate for 127.0.0.1, no client certificate.
 - `MTLS`: TLS that requires a client certificate signed by the clients' CA; the certificate
   `role-sync` it issued is a super user (`User:CN=role-sync`).
@@ -20,6 +22,9 @@ authorizer decides for the SASL users and the `MTLS` certificate only.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +38,9 @@ from tests.kafka_acls import Grant, create_acls
 from tests.tls import CertificateAuthority, Issued
 
 SCRAM = "SCRAM-SHA-512"
+SCRAM_256 = "SCRAM-SHA-256"
 PLAIN = "PLAIN"
+OAUTHBEARER = "OAUTHBEARER"
 ADMIN, ADMIN_SECRET = "admin", "admin-secret-2c9e"
 APP, APP_SECRET = "app", "app-secret-71fd"
 CLIENT_KEY_PASSWORD = "client-key-password-5e0b"
@@ -71,6 +78,27 @@ def _plain_jaas() -> str:
     )
 
 
+def _oauthbearer_jaas() -> str:
+    # The broker's own login, never used (brokers talk SCRAM); the listener needs one.
+    return (
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+        f'unsecuredLoginStringClaim_sub="{ADMIN}";'
+    )
+
+
+def unsecured_token(subject: str, *, lifetime: float = 3600.0) -> str:
+    """An unsigned OAUTHBEARER token (`alg` `none`) for `subject`, valid for `lifetime` seconds
+    from now (negative: expired), as the node's default validator accepts."""
+
+    def part(claims: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    header = part({"alg": "none"})
+    claims = part({"sub": subject, "iat": now - 60, "exp": now + int(lifetime)})
+    return f"{header}.{claims}."
+
+
 def _keystore(issued: Issued) -> Path:
     """A PEM key store: the PKCS#8 key, then the certificate."""
     store = issued.certfile.with_suffix(".keystore.pem")
@@ -90,7 +118,7 @@ def secured_properties(directory: Path) -> tuple[dict[str, str], CertificateAuth
             [f"{name}:{name}" for name in SECURITY_PROTOCOLS]
             + ["MTLS:SSL", "OTHERHOST:SSL", f"{CONTROLLER}:PLAINTEXT"]
         ),
-        "sasl.enabled.mechanisms": f"{SCRAM},{PLAIN}",
+        "sasl.enabled.mechanisms": f"{SCRAM},{SCRAM_256},{PLAIN},{OAUTHBEARER}",
         "sasl.mechanism.inter.broker.protocol": SCRAM,
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(server),
@@ -104,10 +132,12 @@ def secured_properties(directory: Path) -> tuple[dict[str, str], CertificateAuth
         "allow.everyone.if.no.acl.found": "false",
     }
     for listener in ("sasl_plaintext", "sasl_ssl"):
-        properties[f"listener.name.{listener}.{SCRAM.lower()}.sasl.jaas.config"] = scram_jaas(
-            ADMIN, ADMIN_SECRET
-        )
+        for scram in (SCRAM, SCRAM_256):
+            properties[f"listener.name.{listener}.{scram.lower()}.sasl.jaas.config"] = scram_jaas(
+                ADMIN, ADMIN_SECRET
+            )
         properties[f"listener.name.{listener}.plain.sasl.jaas.config"] = _plain_jaas()
+        properties[f"listener.name.{listener}.oauthbearer.sasl.jaas.config"] = _oauthbearer_jaas()
     return properties, ca, client
 
 
@@ -118,10 +148,10 @@ def start_secured(factory: ClusterFactory, directory: Path) -> SecuredKafka:
         listeners=LISTENERS,
         properties=properties,
         format_arguments=[
-            "--add-scram",
-            f"{SCRAM}=[name={ADMIN},password={ADMIN_SECRET}]",
-            "--add-scram",
-            f"{SCRAM}=[name={APP},password={APP_SECRET}]",
+            argument
+            for scram in (SCRAM, SCRAM_256)
+            for user, secret in ((ADMIN, ADMIN_SECRET), (APP, APP_SECRET))
+            for argument in ("--add-scram", f"{scram}=[name={user},password={secret}]")
         ],
     )
     return SecuredKafka(cluster, ca, client)

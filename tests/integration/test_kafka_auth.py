@@ -1,9 +1,10 @@
 """SASL and TLS against Apache Kafka's own listeners (no proxy): runs on the Apache Kafka of the
 broker plan only (`kafka_release`), one secured node (`tests/secured_kafka.py`) for the module.
 
-SCRAM-SHA-512 over SASL_PLAINTEXT and SASL_SSL, PLAIN, TLS with the right CA, mutual TLS with a
-certificate the broker requires: each carries one event end to end to CXone. A wrong password,
-another CA and another host name stop `run` with one line and exit code 2.
+SCRAM-SHA-512 over SASL_PLAINTEXT and SASL_SSL, SCRAM-SHA-256, PLAIN, OAUTHBEARER (a token file),
+TLS with the right CA, mutual TLS with a certificate the broker requires: each carries one event
+end to end to CXone. A wrong password, an expired token, another CA and another host name stop
+`run` with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from tests.secured_kafka import (
     APP,
     CLIENT_KEY_PASSWORD,
     LISTENERS,
+    OAUTHBEARER,
     PLAIN,
     SCRAM,
+    SCRAM_256,
     SecuredKafka,
     start_secured,
+    unsecured_token,
 )
 from tests.tls import CertificateAuthority
 
@@ -69,18 +73,36 @@ def sasl(mechanism: str, user: str = ADMIN, secret: str = ADMIN_SECRET) -> dict[
     }
 
 
+def oauthbearer(token_file: Path, token: str) -> dict[str, str]:
+    """The OAUTHBEARER settings of the service, with `token` written to `token_file`."""
+    token_file.write_text(token + "\n")
+    return {"KAFKA_SASL_MECHANISM": OAUTHBEARER, "KAFKA_SASL_OAUTH_TOKEN_FILE": str(token_file)}
+
+
 @pytest.mark.parametrize(
     ("listener", "mechanism"),
-    [("SASL_PLAINTEXT", SCRAM), ("SASL_SSL", SCRAM), ("SASL_PLAINTEXT", PLAIN)],
+    [
+        ("SASL_PLAINTEXT", SCRAM),
+        ("SASL_SSL", SCRAM),
+        ("SASL_PLAINTEXT", SCRAM_256),
+        ("SASL_PLAINTEXT", PLAIN),
+        ("SASL_SSL", OAUTHBEARER),
+    ],
 )
 async def test_sasl_carries_an_event_end_to_end(
-    secured: SecuredKafka, simulator_server: SimulatorServer, listener: str, mechanism: str
+    secured: SecuredKafka,
+    simulator_server: SimulatorServer,
+    tmp_path: Path,
+    listener: str,
+    mechanism: str,
 ) -> None:
     """With the right SASL credentials (and CA over SASL_SSL) an event is synced and audited."""
     tls = {"KAFKA_SSL_CAFILE": str(secured.ca.certfile)} if listener == "SASL_SSL" else {}
-    settings = settings_of(
-        environment(secured, simulator_server, listener, **sasl(mechanism), **tls)
-    )
+    if mechanism == OAUTHBEARER:
+        credentials = oauthbearer(tmp_path / "token", unsecured_token(ADMIN))
+    else:
+        credentials = sasl(mechanism)
+    settings = settings_of(environment(secured, simulator_server, listener, **credentials, **tls))
 
     audit = await run_one_event_end_to_end(settings, simulator_server)
 
@@ -90,7 +112,12 @@ async def test_sasl_carries_an_event_end_to_end(
 
 @pytest.mark.parametrize(
     ("listener", "mechanism", "user"),
-    [("SASL_PLAINTEXT", SCRAM, ADMIN), ("SASL_SSL", SCRAM, APP), ("SASL_PLAINTEXT", PLAIN, ADMIN)],
+    [
+        ("SASL_PLAINTEXT", SCRAM, ADMIN),
+        ("SASL_SSL", SCRAM, APP),
+        ("SASL_PLAINTEXT", SCRAM_256, APP),
+        ("SASL_PLAINTEXT", PLAIN, ADMIN),
+    ],
 )
 async def test_a_wrong_password_stops_run_with_one_line(
     secured: SecuredKafka,
@@ -115,6 +142,31 @@ async def test_a_wrong_password_stops_run_with_one_line(
     ]
     assert "Traceback" not in output
     assert wrong not in output
+
+
+async def test_an_expired_oauthbearer_token_stops_run_with_one_line(
+    secured: SecuredKafka, simulator_server: SimulatorServer, tmp_path: Path
+) -> None:
+    """A token the broker rejects (expired a minute ago): exit 2, one line naming the setting and
+    the file, never the token."""
+    token_file = tmp_path / "token"
+    token = unsecured_token(ADMIN, lifetime=-60)
+    tls = {"KAFKA_SSL_CAFILE": str(secured.ca.certfile)}
+    env = environment(
+        secured, simulator_server, "SASL_SSL", **oauthbearer(token_file, token), **tls
+    )
+
+    code, output = await run_with_bad_settings(env)
+
+    complaints = [line for line in output.splitlines() if line.startswith("configuration error")]
+    assert code == 2
+    assert complaints == [
+        "configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: the broker "
+        f"{env['KAFKA_BOOTSTRAP_SERVERS']} rejected the OAUTHBEARER token in {token_file}; "
+        "check that it is current and names a principal the broker knows"
+    ]
+    assert "Traceback" not in output
+    assert token.split(".")[1] not in output
 
 
 async def test_replay_with_a_wrong_password_stops_with_the_same_line(

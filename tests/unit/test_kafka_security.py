@@ -254,8 +254,8 @@ def test_other_kafka_errors_are_not_access_refusals() -> None:
     assert access_refused(ClusterAuthorizationFailedError(), settings()) is None
 
 
-async def test_credentials_are_not_checked_without_a_password_mechanism() -> None:
-    """PLAINTEXT, SSL and OAUTHBEARER connect to nothing before the clients start."""
+async def test_credentials_are_not_checked_without_sasl() -> None:
+    """PLAINTEXT and SSL connect to nothing before the clients start."""
     nowhere = "127.0.0.1:1"
     await verify_broker_credentials(settings(kafka_bootstrap_servers=nowhere))
     await verify_broker_credentials(
@@ -263,18 +263,27 @@ async def test_credentials_are_not_checked_without_a_password_mechanism() -> Non
     )
 
 
-async def test_a_broker_that_does_not_answer_is_left_to_the_retries() -> None:
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "OAUTHBEARER"])
+async def test_a_broker_that_does_not_answer_is_left_to_the_retries(
+    mechanism: str, tmp_path: Path
+) -> None:
     """No broker listening: the credential check lets start-up go on to its retried connect."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    token_file = tmp_path / "token"
+    token_file.write_text("a.b.\n")
+    credentials: dict[str, object] = (
+        {"kafka_sasl_oauth_token_file": token_file}
+        if mechanism == "OAUTHBEARER"
+        else {"kafka_sasl_username": "app", "kafka_sasl_password": SASL_PASSWORD}
+    )
     await verify_broker_credentials(
         settings(
             kafka_bootstrap_servers=f"127.0.0.1:{port}",
             kafka_security_protocol="SASL_PLAINTEXT",
-            kafka_sasl_mechanism="SCRAM-SHA-512",
-            kafka_sasl_username="app",
-            kafka_sasl_password=SASL_PASSWORD,
+            kafka_sasl_mechanism=mechanism,
+            **credentials,
         ),
         within=2.0,
     )
