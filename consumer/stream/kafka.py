@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import functools
+import json
 import os
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +154,20 @@ async def verify_broker_tls(settings: Settings, *, within: float = 10.0) -> None
 
 
 class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
-    """SASL OAUTHBEARER tokens from a file that something else keeps fresh; re-read on change."""
+    """SASL OAUTHBEARER tokens from a file that something else keeps fresh; re-read on change.
 
-    def __init__(self, path: Path) -> None:
+    A token handed out after its `exp` (read from a JWT's claims, unverified: the broker checks
+    them) is logged once per version of the file (`kafka.oauth_token_expired`, never the token):
+    aiokafka does not report a rejected token, the broker just drops the connection after it.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = path
+        self._clock = clock
         self._stamp: tuple[int, int] | None = None
         self._token = ""
+        self._expires_at: float | None = None
+        self._expiry_reported = False
 
     async def token(self) -> str:
         """The token in the file now (whitespace stripped), read again only when it changed."""
@@ -165,6 +177,8 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
             if stamp != self._stamp:
                 self._token = self._path.read_text(encoding="utf-8").strip()
                 self._stamp = stamp
+                self._expires_at = _jwt_expiry(self._token)
+                self._expiry_reported = False
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigurationError(
                 f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: cannot read {self._path} "
@@ -174,7 +188,31 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
             raise ConfigurationError(
                 f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: {self._path} is empty"
             )
+        expires_at = self._expires_at
+        if expires_at is not None and expires_at <= self._clock() and not self._expiry_reported:
+            self._expiry_reported = True
+            log.warning(
+                "kafka.oauth_token_expired",
+                token_file=str(self._path),
+                expired_at=datetime.fromtimestamp(expires_at, UTC).isoformat(),
+            )
         return self._token
+
+
+def _jwt_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (seconds since the epoch), or None for any other token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    expiry = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(expiry, bool) or not isinstance(expiry, int | float):
+        return None
+    # Within what a datetime can show: year 1 to 9999.
+    return float(expiry) if -62_135_596_800 <= expiry <= 253_402_300_799 else None
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:

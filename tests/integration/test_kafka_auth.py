@@ -166,6 +166,7 @@ async def test_an_expired_oauthbearer_token_stops_run_with_one_line(
         "check that it is current and names a principal the broker knows"
     ]
     assert "Traceback" not in output
+    assert '"event": "kafka.oauth_token_expired"' in output
     assert token.split(".")[1] not in output
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import ssl
@@ -287,3 +289,75 @@ async def test_a_broker_that_does_not_answer_is_left_to_the_retries(
         ),
         within=2.0,
     )
+
+
+def jwt(claims: dict[str, object]) -> str:
+    """An unsigned JWT with these claims."""
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+async def test_an_expired_oauthbearer_token_is_logged_once_per_version_of_the_file(
+    tmp_path: Path,
+) -> None:
+    """A JWT past its `exp` is handed out (the broker decides) and logged once, with the file
+    and the expiry but never the token; a renewed file is quiet, a file expired again logs."""
+    token_file = tmp_path / "token"
+    now = 1_800_000_000.0
+    provider = FileTokenProvider(token_file, clock=lambda: now)
+    expired = jwt({"sub": "role-sync", "exp": now - 60})
+    token_file.write_text(expired + "\n")
+
+    with capture_logs() as logs:
+        assert await provider.token() == expired
+        assert await provider.token() == expired
+        fresh = jwt({"sub": "role-sync", "exp": now + 3600, "pad": "x"})
+        token_file.write_text(fresh + "\n")
+        assert await provider.token() == fresh
+        now += 7200
+        assert await provider.token() == fresh
+
+    warnings = [entry for entry in logs if entry["event"] == "kafka.oauth_token_expired"]
+    assert warnings == [
+        {
+            "event": "kafka.oauth_token_expired",
+            "log_level": "warning",
+            "token_file": str(token_file),
+            "expired_at": "2027-01-15T07:59:00+00:00",
+        },
+        {
+            "event": "kafka.oauth_token_expired",
+            "log_level": "warning",
+            "token_file": str(token_file),
+            "expired_at": "2027-01-15T09:00:00+00:00",
+        },
+    ]
+    assert all(expired not in str(entry) and fresh not in str(entry) for entry in logs)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "an-opaque-token",
+        "a.b.c",
+        jwt({"sub": "role-sync"}),
+        jwt({"exp": "tomorrow"}),
+        jwt({"exp": True}),
+        jwt({"exp": -1e300}),
+        "x.bm90IGpzb24.y",
+    ],
+    ids=["opaque", "not-base64", "no-exp", "exp-text", "exp-bool", "exp-out-of-range", "not-json"],
+)
+async def test_a_token_without_a_readable_expiry_is_handed_out_quietly(
+    tmp_path: Path, token: str
+) -> None:
+    """Opaque tokens and JWTs without a usable `exp` are passed on as they are, unlogged."""
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    provider = FileTokenProvider(token_file)
+    with capture_logs() as logs:
+        assert await provider.token() == token
+    assert logs == []
