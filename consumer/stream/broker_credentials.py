@@ -56,11 +56,11 @@ async def verify_broker_credentials(settings: Settings, *, within: float = 10.0)
                     request_timeout_ms=int(within * 1000),
                     **options,
                 )
-                if token_provider is not None:
-                    try:
+                try:
+                    if token_provider is not None:
                         await _log_in_with_token(connection, await token_provider.token())
-                    finally:
-                        connection.close()
+                finally:
+                    connection.close()
         except (SaslAuthenticationFailed, AuthenticationFailedError):
             if mechanism is SaslMechanism.OAUTHBEARER:
                 raise ConfigurationError(
@@ -81,7 +81,6 @@ async def verify_broker_credentials(settings: Settings, *, within: float = 10.0)
             ) from None
         except (KafkaError, OSError, TimeoutError):
             continue
-        connection.close()
         return
 
 

@@ -166,8 +166,8 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         self._clock = clock
         self._stamp: tuple[int, int] | None = None
         self._token = ""
+        # The `exp` of the file's token until its expiry has been logged, then None.
         self._expires_at: float | None = None
-        self._expiry_reported = False
 
     async def token(self) -> str:
         """The token in the file now (whitespace stripped), read again only when it changed."""
@@ -178,7 +178,6 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
                 self._token = self._path.read_text(encoding="utf-8").strip()
                 self._stamp = stamp
                 self._expires_at = _jwt_expiry(self._token)
-                self._expiry_reported = False
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigurationError(
                 f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: cannot read {self._path} "
@@ -189,8 +188,8 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
                 f"configuration error: KAFKA_SASL_OAUTH_TOKEN_FILE: {self._path} is empty"
             )
         expires_at = self._expires_at
-        if expires_at is not None and expires_at <= self._clock() and not self._expiry_reported:
-            self._expiry_reported = True
+        if expires_at is not None and expires_at <= self._clock():
+            self._expires_at = None
             log.warning(
                 "kafka.oauth_token_expired",
                 token_file=str(self._path),

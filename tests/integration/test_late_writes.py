@@ -65,6 +65,17 @@ def audited(audit: AuditReader, event: RoleEvent) -> Outcome | None:
     return outcomes[-1] if outcomes else None
 
 
+async def write_in_turn(producer: EventProducer, audit: AuditReader, *events: RoleEvent) -> None:
+    """Send each event once the one before it is audited `synced`."""
+    for event in events:
+        await producer.send([event])
+        await audit.wait_until(
+            lambda a, event=event: audited(a, event) is Outcome.SYNCED,
+            within=60,
+            what=f"{event.event_id} synced",
+        )
+
+
 @pytest.mark.parametrize("etags", [False, True], ids=["no-etags", "etags-checked-on-receipt"])
 async def test_a_timed_out_put_that_lands_after_a_newer_write_is_put_back(
     topics: Topics, simulator_server: SimulatorServer, etags: bool
@@ -92,14 +103,7 @@ async def test_a_timed_out_put_that_lands_after_a_newer_write_is_put_back(
         # With ETags checked on receipt, the held write passes its If-Match check on arrival:
         # the newer writes cannot fence it.
         simulator.hold_puts_then_apply(USER, 3.5, checked_on_receipt=etags)
-        await producer.send([first])
-        await audit.wait_until(
-            lambda a: audited(a, first) is Outcome.SYNCED, within=60, what="the first event"
-        )
-        await producer.send([second])
-        await audit.wait_until(
-            lambda a: audited(a, second) is Outcome.SYNCED, within=60, what="the second event"
-        )
+        await write_in_turn(producer, audit, first, second)
         went_back = await landed_then_put_back(simulator, second, within=30)
     assert went_back == frozenset(first.roles)
     assert repaired() - before == 1
@@ -179,14 +183,7 @@ async def test_a_look_still_due_at_a_stop_is_taken_by_the_restart(
         async with running_service(pipeline.settings()) as service:
             await wait_until(lambda: service.health.joined, within=60, what="the service to join")
             simulator.hold_puts_then_apply(USER, 8.0)
-            await producer.send([first])
-            await audit.wait_until(
-                lambda a: audited(a, first) is Outcome.SYNCED, within=60, what="the first event"
-            )
-            await producer.send([second])
-            await audit.wait_until(
-                lambda a: audited(a, second) is Outcome.SYNCED, within=60, what="the second event"
-            )
+            await write_in_turn(producer, audit, first, second)
         # Stopped before the look: nothing was put back, and the held PUT has not landed yet.
         assert repaired() == before
         assert not late_puts(simulator)[0].finished

@@ -267,12 +267,16 @@ class TrackerMachine(RuleBasedStateMachine):
         self.unfinished.setdefault(tp, set()).add(offset)
         self.held.setdefault(tp, set())
 
+    def draw_unfinished(self, data: st.DataObject) -> tuple[int, int]:
+        """Any unfinished record of any partition."""
+        tp = data.draw(st.sampled_from(sorted(tp for tp, u in self.unfinished.items() if u)))
+        return tp, data.draw(st.sampled_from(sorted(self.unfinished[tp])))
+
     @precondition(lambda self: any(self.unfinished.values()))
     @rule(data=st.data())
     def hold(self, data: st.DataObject) -> None:
         """Hold any unfinished record of any partition (again: no change)."""
-        tp = data.draw(st.sampled_from(sorted(tp for tp, u in self.unfinished.items() if u)))
-        offset = data.draw(st.sampled_from(sorted(self.unfinished[tp])))
+        tp, offset = self.draw_unfinished(data)
         self.tracker.hold(tp, offset, self.epochs[tp])
         self.held[tp].add(offset)
 
@@ -290,8 +294,7 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def finish(self, data: st.DataObject) -> None:
         """Finish any unfinished record of any partition."""
-        tp = data.draw(st.sampled_from(sorted(tp for tp, u in self.unfinished.items() if u)))
-        offset = data.draw(st.sampled_from(sorted(self.unfinished[tp])))
+        tp, offset = self.draw_unfinished(data)
         self.tracker.finish(tp, offset, self.epochs[tp])
         self.unfinished[tp].discard(offset)
 
